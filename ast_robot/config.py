@@ -1,0 +1,680 @@
+"""Typed configuration: one dataclass per component, loaded from YAML with strict validation.
+
+A run's configuration is a `Config` with one section per component (`env`, `randomization`,
+`significance`, `gate`, `policy`, `train`, `logs`, `vision`). Values come from, in order:
+
+1. the dataclass defaults below,
+2. a YAML file (`configs/<task>.yaml` for ``--env TASK``, or any file given by path),
+3. ``--set section.key=value`` overrides, each value parsed as a YAML scalar.
+
+Every field is declared with `param`, which records its help text, unit and allowed range. Loading
+rejects unknown keys (suggesting the closest valid one), wrong types and out-of-range values with
+a `ConfigError` that names the source file, the dotted key path, the bad value and what is
+allowed. Cross-field checks live in each section's `check` method. `dump_yaml` writes a resolved
+config back to YAML (with help and units as comments) that loads to an equal object.
+
+To add a setting: add a `param(...)` field to the section's dataclass and the same key, with its
+unit in a comment, to every task file in `configs/`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import importlib.resources
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from ast_robot.errors import ConfigError
+
+TASKS = ("pick_place", "reach", "push")
+
+_MISSING = dataclasses.MISSING
+
+
+def param(
+    default: Any,
+    *,
+    help: str,
+    unit: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> Any:
+    """Declare a config field with its help text, unit and allowed numeric range.
+
+    `low` and `high` bound a number, or every number inside a list or dict value.
+    Mutable defaults (lists, dicts, dataclasses) are copied for each instance.
+    """
+    metadata = {
+        "help": help,
+        "unit": unit,
+        "low": low,
+        "high": high,
+        "low_inclusive": low_inclusive,
+        "high_inclusive": high_inclusive,
+    }
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EnvConfig:
+    """The simulated task: timing, action scaling and episode limits."""
+
+    task: Literal["pick_place", "reach", "push"] = param("pick_place", help="task name")
+    control_hz: float = param(20.0, help="control rate", unit="Hz", low=1.0, high=1000.0)
+    timestep_s: float = param(
+        0.002, help="MuJoCo physics timestep", unit="s", low=1e-4, high=0.02
+    )
+    max_steps: int = param(
+        100, help="step limit per episode; reaching it truncates the episode", unit="control steps", low=1
+    )
+    max_ee_speed_m_s: float = param(
+        0.25, help="end-effector speed for a normalized action of 1", unit="m/s", low=0.0,
+        low_inclusive=False, high=5.0,
+    )
+    success_threshold_m: float = param(
+        0.05, help="object-to-goal (or gripper-to-goal for reach) distance that counts as success",
+        unit="m", low=0.0, low_inclusive=False,
+    )
+
+    @property
+    def substeps(self) -> int:
+        """Physics steps per control step."""
+        return max(1, round(1.0 / (self.control_hz * self.timestep_s)))
+
+    def check(self, path: str) -> None:
+        ratio = 1.0 / (self.control_hz * self.timestep_s)
+        if abs(ratio - round(ratio)) > 1e-6:
+            raise ConfigError(
+                f"{path}: control_hz={self.control_hz} and timestep_s={self.timestep_s} give "
+                f"{ratio:.4f} physics steps per control step; choose values whose ratio is a whole number"
+            )
+
+
+@dataclass
+class RandomizationConfig:
+    """Domain randomization of the simulated tasks."""
+
+    enabled: bool = param(True, help="sample domain parameters at every reset")
+
+
+@dataclass
+class SignificanceConfig:
+    """The significance model that scores episodes in [0, 1]."""
+
+    window: int = param(
+        512, help="recent episodes used for the robust normalization of each component",
+        unit="episodes", low=8,
+    )
+
+
+@dataclass
+class GateConfig:
+    """The Sundew gate: a score threshold held at a target activation rate by a PI controller."""
+
+    mode: Literal["on", "off", "random"] = param(
+        "on", help="on: gate by score; off: admit everything; random: admit at target_rate by chance"
+    )
+    target_rate: float = param(
+        0.25, help="share of episodes admitted to the large model", low=0.0, high=1.0,
+        low_inclusive=False,
+    )
+
+
+@dataclass
+class PolicyConfig:
+    """The sparse-attention transformer policy and the proxy model."""
+
+    history: int = param(8, help="control steps of observation history", unit="steps", low=1)
+
+
+@dataclass
+class TrainConfig:
+    """The collect-score-gate-update loop."""
+
+    seed: int = param(0, help="seed for every random number generator of the run", low=0)
+    iterations: int = param(30, help="collect-score-gate-update cycles", unit="iterations", low=1)
+
+
+@dataclass
+class LogsConfig:
+    """Reading real-robot rosbag2 recordings."""
+
+    robot: str = param(
+        "robots/standin.yaml",
+        help="topic map; a path, or a path relative to the packaged configs/ directory",
+    )
+
+
+@dataclass
+class VisionConfig:
+    """The CIFAR-10 image-classification mode."""
+
+    batch_size: int = param(256, help="images per batch", unit="images", low=1)
+
+
+@dataclass
+class Config:
+    """The whole resolved configuration of a run."""
+
+    env: EnvConfig = param(EnvConfig(), help="simulated task")
+    randomization: RandomizationConfig = param(RandomizationConfig(), help="domain randomization")
+    significance: SignificanceConfig = param(SignificanceConfig(), help="significance model")
+    gate: GateConfig = param(GateConfig(), help="Sundew gate")
+    policy: PolicyConfig = param(PolicyConfig(), help="transformer policy and proxy")
+    train: TrainConfig = param(TrainConfig(), help="training loop")
+    logs: LogsConfig = param(LogsConfig(), help="real-robot logs")
+    vision: VisionConfig = param(VisionConfig(), help="image classification mode")
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating files
+# ---------------------------------------------------------------------------------------------
+
+
+def config_dir() -> Path:
+    """The packaged `configs/` directory (task files, robot maps, reality profiles)."""
+    return Path(str(importlib.resources.files("ast_robot.configs")))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """Find a config file given as a path, or relative to the packaged `configs/` directory.
+
+    ``configs/reality/standin.yaml`` and ``reality/standin.yaml`` both resolve to the packaged
+    file when no such file exists relative to the working directory.
+    """
+    candidate = Path(path).expanduser()
+    if candidate.is_file():
+        return candidate
+    parts = candidate.parts
+    relative = Path(*parts[1:]) if parts and parts[0] == "configs" and len(parts) > 1 else candidate
+    packaged = config_dir() / relative
+    if not candidate.is_absolute() and packaged.is_file():
+        return packaged
+    raise ConfigError(
+        f"config file {str(path)!r} not found in the working directory or in the packaged "
+        f"configs directory {config_dir()}"
+    )
+
+
+def task_config_path(task: str) -> Path:
+    """The packaged YAML file of a task name."""
+    if task not in TASKS:
+        close = difflib.get_close_matches(task, TASKS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}{hint}")
+    return config_dir() / f"{task}.yaml"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def load_config(
+    source: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    env: str | None = None,
+) -> Config:
+    """Load a `Config` from a YAML file and ``key=value`` overrides.
+
+    Args:
+        source: Path of a YAML config file. Mutually exclusive with `env`.
+        overrides: Items of the form ``section.key=value``; values are parsed as YAML scalars.
+        env: Task name; loads the packaged ``configs/<env>.yaml``.
+
+    Raises:
+        ConfigError: On a missing file, invalid YAML, an unknown key, a wrong type or an
+            out-of-range value; the message names the file, the key path and what is allowed.
+    """
+    if source is not None and env is not None:
+        raise ConfigError("give either a config file or a task name, not both")
+    if env is not None:
+        path = task_config_path(env)
+    elif source is not None:
+        path = resolve_config_path(source)
+    else:
+        path = None
+
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if path is not None:
+        data = _read_yaml_mapping(path)
+        _record_sources(data, "", str(path), sources)
+
+    for item in overrides:
+        key, value = parse_override(item)
+        _check_key_exists(Config, key, "--set")
+        _set_dotted(data, key, value)
+        sources[key] = "--set"
+
+    return config_from_dict(data, source_name=str(path) if path else "<defaults>", sources=sources)
+
+
+def config_from_dict(
+    data: dict[str, Any], *, source_name: str = "<dict>", sources: dict[str, str] | None = None
+) -> Config:
+    """Build and validate a `Config` from nested plain data (as read from YAML)."""
+    converter = _Converter(source_name, sources or {})
+    config = converter.convert(data, Config, "")
+    _run_checks(config, "", converter)
+    return config
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split ``section.key=value`` into the dotted key and the YAML-parsed value."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected the form section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML: {error}") from error
+    return key, value
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _record_sources(data: Any, prefix: str, name: str, sources: dict[str, str]) -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            sources[dotted] = name
+            _record_sources(value, dotted, name, sources)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _check_key_exists(cls: type, dotted: str, source: str) -> None:
+    """Raise `ConfigError` with the closest valid key when `dotted` names no field."""
+    tp: Any = cls
+    walked: list[str] = []
+    for part in dotted.split("."):
+        tp = _strip_optional(tp)
+        origin = typing.get_origin(tp)
+        if origin is dict:
+            tp = typing.get_args(tp)[1]
+        elif dataclasses.is_dataclass(tp):
+            hints = _type_hints(tp)
+            if part not in hints:
+                raise _unknown_key_error(source, walked, part, list(hints), all_keys(Config), dotted)
+            tp = hints[part]
+        else:
+            prefix = ".".join(walked)
+            raise ConfigError(f"{source}: '{dotted}' goes below '{prefix}', which is a single value")
+        walked.append(part)
+
+
+def _unknown_key_error(
+    source: str, walked: list[str], part: str, siblings: list[str], every_key: list[str], full_key: str = ""
+) -> ConfigError:
+    """Build the error for a key that names no field, with the closest valid key as a hint.
+
+    `walked` is the valid prefix, `part` the first unknown component, and `full_key` the whole
+    key as written (it may go deeper than `part`).
+    """
+    full_key = full_key or ".".join([*walked, part])
+    prefix = ".".join(walked)
+    suggestion = None
+    close = difflib.get_close_matches(part, siblings, n=1, cutoff=0.6)
+    if close:
+        suggestion = f"{prefix}.{close[0]}" if prefix else close[0]
+    else:
+        leaves = [k for k in every_key if k.startswith(prefix)] if prefix else every_key
+        matches = difflib.get_close_matches(full_key, leaves, n=1, cutoff=0.0)
+        suggestion = matches[0] if matches else None
+    where = f"in section '{prefix}'" if prefix else "at the top level"
+    hint = f"; did you mean '{suggestion}'?" if suggestion else f"; valid keys: {', '.join(siblings)}"
+    return ConfigError(f"{source}: unknown key '{full_key}' ('{part}' is not a key {where}){hint}")
+
+
+def all_keys(cls: type = None, prefix: str = "") -> list[str]:
+    """Every dotted key path of a config dataclass, sections and leaves."""
+    cls = Config if cls is None else cls
+    keys = []
+    for name, tp in _type_hints(cls).items():
+        dotted = f"{prefix}.{name}" if prefix else name
+        keys.append(dotted)
+        inner = _strip_optional(tp)
+        if dataclasses.is_dataclass(inner):
+            keys.extend(all_keys(inner, dotted))
+    return keys
+
+
+_HINTS_CACHE: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS_CACHE:
+        hints = typing.get_type_hints(cls)
+        _HINTS_CACHE[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+    return _HINTS_CACHE[cls]
+
+
+def _strip_optional(tp: Any) -> Any:
+    if _is_union(tp):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType)
+
+
+def _describe_type(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    if _is_union(tp):
+        return " or ".join(_describe_type(a) for a in typing.get_args(tp))
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        inner = _describe_type(args[0]) if args else "values"
+        return f"a list of {inner}"
+    if origin is dict:
+        return f"a mapping of names to {_describe_type(typing.get_args(tp)[1])}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+class _Converter:
+    """Converts plain YAML data into config dataclasses, checking types and ranges."""
+
+    def __init__(self, source_name: str, sources: dict[str, str]):
+        self.source_name = source_name
+        self.sources = sources
+
+    def source_of(self, path: str) -> str:
+        while path:
+            if path in self.sources:
+                return self.sources[path]
+            path = path.rpartition(".")[0]
+        return self.source_name
+
+    def error(self, path: str, value: Any, expected: str) -> ConfigError:
+        return ConfigError(f"{self.source_of(path)}: {path}: invalid value {value!r}; expected {expected}")
+
+    def convert(self, value: Any, tp: Any, path: str, meta: dict | None = None) -> Any:
+        if _is_union(tp):
+            return self._convert_union(value, tp, path, meta)
+        origin = typing.get_origin(tp)
+        if dataclasses.is_dataclass(tp):
+            return self._convert_dataclass(value, tp, path)
+        if origin is Literal:
+            choices = typing.get_args(tp)
+            # YAML 1.1 reads a bare on/off as a boolean; map it back when the choices are words.
+            if isinstance(value, bool) and {"on", "off"} <= set(choices):
+                value = "on" if value else "off"
+            if value not in choices:
+                raise self.error(path, value, _describe_type(tp))
+            return value
+        if origin in (list, tuple):
+            return self._convert_sequence(value, tp, path, meta)
+        if origin is dict:
+            return self._convert_mapping(value, tp, path, meta)
+        if tp is Any:
+            return value
+        return self._convert_scalar(value, tp, path, meta)
+
+    def _convert_union(self, value: Any, tp: Any, path: str, meta: dict | None) -> Any:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return self.convert(value, arg, path, meta)
+            except ConfigError as error:
+                errors.append(error)
+        if len(errors) == 1:
+            raise errors[0]
+        raise self.error(path, value, _describe_type(tp))
+
+    def _convert_dataclass(self, value: Any, cls: type, path: str) -> Any:
+        if dataclasses.is_dataclass(value) and isinstance(value, cls):
+            value = config_to_dict(value)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise self.error(path, value, f"a mapping of {cls.__name__} keys")
+        hints = _type_hints(cls)
+        for key in value:
+            if key not in hints:
+                walked = path.split(".") if path else []
+                raise _unknown_key_error(
+                    self.source_of(f"{path}.{key}" if path else str(key)), walked, str(key),
+                    list(hints), all_keys(Config),
+                )
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if not f.init or f.name not in value:
+                continue
+            child_path = f"{path}.{f.name}" if path else f.name
+            kwargs[f.name] = self.convert(value[f.name], hints[f.name], child_path, dict(f.metadata))
+        return cls(**kwargs)
+
+    def _convert_sequence(self, value: Any, tp: Any, path: str, meta: dict | None) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise self.error(path, value, _describe_type(tp))
+        args = typing.get_args(tp)
+        origin = typing.get_origin(tp)
+        if origin is tuple and args and Ellipsis not in args:
+            if len(value) != len(args):
+                raise self.error(path, value, f"a list of exactly {len(args)} values")
+            items = [self.convert(v, a, f"{path}[{i}]", meta) for i, (v, a) in enumerate(zip(value, args))]
+            return tuple(items)
+        item_type = args[0] if args else Any
+        items = [self.convert(v, item_type, f"{path}[{i}]", meta) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+
+    def _convert_mapping(self, value: Any, tp: Any, path: str, meta: dict | None) -> Any:
+        if not isinstance(value, dict):
+            raise self.error(path, value, _describe_type(tp))
+        key_type, value_type = typing.get_args(tp) or (Any, Any)
+        result = {}
+        for key, item in value.items():
+            if key_type is str and not isinstance(key, str):
+                raise self.error(f"{path}.{key}", key, "a string key")
+            result[key] = self.convert(item, value_type, f"{path}.{key}", meta)
+        return result
+
+    def _convert_scalar(self, value: Any, tp: Any, path: str, meta: dict | None) -> Any:
+        if tp is bool:
+            if not isinstance(value, bool):
+                raise self.error(path, value, "true or false")
+            return value
+        if tp is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                else:
+                    raise self.error(path, value, "an integer")
+            self._check_range(value, path, meta)
+            return value
+        if tp is float:
+            # YAML 1.1 reads "1e-3" (no dot) as a string, so accept numeric strings here.
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise self.error(path, value, "a number") from None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.error(path, value, "a number")
+            value = float(value)
+            if math.isnan(value):
+                raise self.error(path, value, "a number, not NaN")
+            self._check_range(value, path, meta)
+            return value
+        if tp is str:
+            if not isinstance(value, str):
+                raise self.error(path, value, "a string")
+            return value
+        raise ConfigError(f"{path}: unsupported config type {tp!r}")
+
+    def _check_range(self, value: float, path: str, meta: dict | None) -> None:
+        if not meta:
+            return
+        low, high = meta.get("low"), meta.get("high")
+        below = low is not None and (value < low if meta["low_inclusive"] else value <= low)
+        above = high is not None and (value > high if meta["high_inclusive"] else value >= high)
+        if below or above:
+            raise self.error(path, value, describe_range(meta))
+
+
+def describe_range(meta: dict) -> str:
+    """Describe the allowed range of a `param` field, e.g. ``a value in (0, 1]``."""
+    low, high = meta.get("low"), meta.get("high")
+    unit = f" {meta['unit']}" if meta.get("unit") else ""
+    if low is not None and high is not None:
+        left = "[" if meta["low_inclusive"] else "("
+        right = "]" if meta["high_inclusive"] else ")"
+        return f"a value in {left}{low:g}, {high:g}{right}{unit}"
+    if low is not None:
+        return f"a value {'>=' if meta['low_inclusive'] else '>'} {low:g}{unit}"
+    if high is not None:
+        return f"a value {'<=' if meta['high_inclusive'] else '<'} {high:g}{unit}"
+    return "any value"
+
+
+def _run_checks(obj: Any, path: str, converter: _Converter) -> None:
+    """Call each section's `check(path)` for cross-field rules, depth first."""
+    for f in dataclasses.fields(obj):
+        child = getattr(obj, f.name)
+        if dataclasses.is_dataclass(child):
+            _run_checks(child, f"{path}.{f.name}" if path else f.name, converter)
+    check = getattr(obj, "check", None)
+    if callable(check) and path:
+        try:
+            check(path)
+        except ConfigError as error:
+            raise ConfigError(f"{converter.source_of(path)}: {error}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Convert a config dataclass into plain nested dicts and lists (YAML-safe)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(config)
+
+
+def dump_yaml(config: Any, *, comments: bool = True) -> str:
+    """Write a config as YAML, with each field's help and unit as a comment.
+
+    `load_config` on the result gives an object equal to `config`.
+    """
+    lines: list[str] = []
+    _dump_dataclass(config, 0, lines, comments)
+    return "\n".join(lines) + "\n"
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config to `path` as commented YAML."""
+    Path(path).write_text(dump_yaml(config))
+
+
+def _dump_dataclass(obj: Any, indent: int, lines: list[str], comments: bool) -> None:
+    pad = "  " * indent
+    for f in dataclasses.fields(obj):
+        if not f.init:
+            continue
+        value = getattr(obj, f.name)
+        comment = ""
+        if comments and f.metadata.get("help"):
+            unit = f" [{f.metadata['unit']}]" if f.metadata.get("unit") else ""
+            comment = f"  # {f.metadata['help']}{unit}"
+        if dataclasses.is_dataclass(value):
+            if indent == 0 and lines:
+                lines.append("")
+            lines.append(f"{pad}{f.name}:{comment}")
+            _dump_dataclass(value, indent + 1, lines, comments)
+        elif isinstance(value, dict) and value:
+            lines.append(f"{pad}{f.name}:{comment}")
+            _dump_mapping(value, indent + 1, lines, comments)
+        else:
+            lines.append(f"{pad}{f.name}: {_flow(value)}{comment}")
+
+
+def _dump_mapping(value: dict, indent: int, lines: list[str], comments: bool) -> None:
+    pad = "  " * indent
+    for key, item in value.items():
+        if dataclasses.is_dataclass(item):
+            lines.append(f"{pad}{key}:")
+            _dump_dataclass(item, indent + 1, lines, comments)
+        elif isinstance(item, dict) and item:
+            lines.append(f"{pad}{key}:")
+            _dump_mapping(item, indent + 1, lines, comments)
+        else:
+            lines.append(f"{pad}{_flow(key)}: {_flow(item)}")
+
+
+def _flow(value: Any) -> str:
+    """One-line YAML for a scalar, list or small mapping."""
+    text = yaml.safe_dump(config_to_dict(value), default_flow_style=True, width=10_000)
+    text = text.strip()
+    if text.endswith("\n..."):
+        text = text[: -len("\n...")]
+    return text.removesuffix("...").strip()

@@ -1,0 +1,49 @@
+"""Exception classes shared across ast-robot.
+
+Every subsystem raises its own subclass of `AstRobotError`, so the command line can report any of
+them as one clear line while unexpected errors keep their traceback.
+"""
+
+
+class AstRobotError(Exception):
+    """Base class for errors that reach the user as a one-line message."""
+
+
+class ConfigError(AstRobotError, ValueError):
+    """A configuration file, key or value is invalid."""
+
+
+class EpisodeError(AstRobotError, ValueError):
+    """An `Episode` was built from arrays that disagree in shape, dtype or content."""
+
+
+class LogReadError(AstRobotError):
+    """A rosbag2 recording could not be read or mapped."""
+
+
+class LogWriteError(AstRobotError):
+    """A rosbag2 recording could not be written."""
+
+
+class EnvError(AstRobotError):
+    """A simulation task could not be created, randomized or rendered."""
+
+
+class CheckpointError(AstRobotError):
+    """A checkpoint or saved model could not be written or loaded."""
+
+
+class BridgeError(AstRobotError):
+    """The ROS2 bridge could not start or lost a required resource."""
+
+
+class MissingExtraError(AstRobotError, ImportError):
+    """An optional dependency group (`ros`, `sb3`, `distributed`) is not installed."""
+
+    def __init__(self, extra: str, module: str, feature: str):
+        super().__init__(
+            f"{feature} needs the '{module}' module from the '{extra}' extra, which is not installed; "
+            f"install it with: pip install 'ast-robot[{extra}]'"
+        )
+        self.extra = extra
+        self.module = module

@@ -1,0 +1,1 @@
+"""The sparse-attention transformer policy and the proxy model."""

@@ -1,0 +1,1 @@
+"""Rollout workers, the training loop, evaluation, checkpoints and metrics."""

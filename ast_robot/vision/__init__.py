@@ -1,0 +1,1 @@
+"""Image classification mode: CIFAR-10 data, sparse ViT and its training loop."""

@@ -1,0 +1,1 @@
+"""Packaged YAML configs: task files, robot topic maps and reality profiles."""

@@ -1,0 +1,1 @@
+"""Simulated tasks: MJCF assets, gymnasium envs, domain randomization and scripted experts."""
