@@ -47,3 +47,11 @@ class MissingExtraError(AstRobotError, ImportError):
         )
         self.extra = extra
         self.module = module
+
+
+class RolloutError(AstRobotError):
+    """A rollout worker failed or stopped while producing episodes."""
+
+
+class TrainError(AstRobotError):
+    """A training run could not start, resume or continue."""
