@@ -37,6 +37,10 @@ class BridgeError(AstRobotError):
     """The ROS2 bridge could not start or lost a required resource."""
 
 
+class DatasetError(AstRobotError):
+    """An image dataset file is missing, empty, truncated or has the wrong shape or labels."""
+
+
 class MissingExtraError(AstRobotError, ImportError):
     """An optional dependency group (`ros`, `sb3`, `distributed`) is not installed."""
 
