@@ -150,6 +150,88 @@ class TrainConfig:
 
     seed: int = param(0, help="seed for every random number generator of the run", low=0)
     iterations: int = param(30, help="collect-score-gate-update cycles", unit="iterations", low=1)
+    episodes_per_iteration: int = param(
+        16, help="candidate contexts sampled per iteration (some may be skipped before simulation)",
+        unit="episodes", low=1,
+    )
+    workers: int | None = param(
+        None, help="rollout worker processes; null uses the CPU count, 0 rolls out in the main process",
+        unit="processes", low=0,
+    )
+    expert_share_start: float = param(
+        1.0, help="probability that the expert's action is executed at a step, at the first iteration",
+        low=0.0, high=1.0,
+    )
+    expert_share_end: float = param(
+        0.0, help="expert share reached at the end of the decay", low=0.0, high=1.0
+    )
+    expert_share_decay: Literal["linear", "exponential"] = param(
+        "linear", help="schedule from expert_share_start to expert_share_end"
+    )
+    expert_share_decay_iterations: int = param(
+        10, help="iterations over which the expert share decays", unit="iterations", low=1
+    )
+    batch_size: int = param(128, help="samples (history windows) per gradient step", unit="samples", low=1)
+    reuse_factor: float = param(
+        1.0, help="transformer gradient samples per newly admitted sample; sets its gradient steps "
+        "per iteration", low=0.0, low_inclusive=False,
+    )
+    proxy_reuse_factor: float = param(
+        1.0, help="proxy gradient samples per newly gated-out sample", low=0.0
+    )
+    max_steps_per_iteration: int = param(
+        400, help="cap on transformer gradient steps in one iteration", unit="gradient steps", low=1
+    )
+    learning_rate: float = param(1e-3, help="AdamW learning rate of the transformer", low=0.0, low_inclusive=False)
+    proxy_learning_rate: float = param(1e-3, help="AdamW learning rate of the proxy", low=0.0, low_inclusive=False)
+    weight_decay: float = param(1e-4, help="AdamW weight decay", low=0.0)
+    grad_clip_norm: float = param(1.0, help="gradient norm clip; 0 disables clipping", low=0.0)
+    replay_capacity_steps: int = param(
+        200_000, help="control steps kept in each replay buffer (transformer and proxy)",
+        unit="steps", low=1,
+    )
+    real_data_repeats: int = param(
+        1, help="copies of each human-corrected real episode added to the transformer's replay "
+        "buffer; 0 leaves real data out of training", unit="copies", low=0,
+    )
+    curriculum_strength: float = param(
+        0.5, help="bias of new contexts toward regions with high physical feedback from real logs; "
+        "0 samples uniformly; has no effect without real logs", low=0.0, high=1.0,
+    )
+    pregate: bool = param(
+        True, help="skip candidate contexts whose predicted significance is low before simulating them"
+    )
+    pregate_quantile: float = param(
+        0.25, help="a candidate is skipped when its predicted significance is below this quantile of "
+        "recent episode scores", low=0.0, high=1.0,
+    )
+    pregate_max_skip: float = param(
+        0.5, help="largest share of an iteration's candidates the pre-simulation gate may skip",
+        low=0.0, high=1.0, high_inclusive=False,
+    )
+    pregate_warmup_iterations: int = param(
+        2, help="iterations before the pre-simulation gate starts skipping", unit="iterations", low=0
+    )
+    eval_every: int = param(5, help="evaluate every N iterations (and after the last)", unit="iterations", low=1)
+    eval_episodes: int = param(
+        20, help="episodes per evaluation setting (nominal, randomized, reality)", unit="episodes", low=1
+    )
+    eval_reality: str | None = param(
+        "reality/standin.yaml",
+        help="reality profile for eval/success_reality; a path or a path relative to the packaged "
+        "configs/ directory; null skips it",
+    )
+    target_success: float = param(
+        0.8, help="sim success rate whose first crossing is recorded in summary.json as time to target",
+        low=0.0, high=1.0,
+    )
+
+    def check(self, path: str) -> None:
+        if self.expert_share_end > self.expert_share_start:
+            raise ConfigError(
+                f"{path}: expert_share_end={self.expert_share_end} is above "
+                f"expert_share_start={self.expert_share_start}; the expert share may only decay"
+            )
 
 
 @dataclass

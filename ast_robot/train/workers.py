@@ -21,6 +21,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import signal
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -295,6 +296,8 @@ def _worker_main(worker_id: int, inbox, outbox, env_cfg, rand_cfg, policy_cfg) -
     Messages out: ``("episode", worker_id, generation, arrays)`` or
     ``("error", worker_id, generation, (task_index, text))``.
     """
+    # Ctrl-C in a terminal reaches the whole process group; the parent alone decides what to do.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     runner = RolloutRunner(env_cfg, rand_cfg, policy_cfg)
     try:
@@ -313,8 +316,6 @@ def _worker_main(worker_id: int, inbox, outbox, env_cfg, rand_cfg, policy_cfg) -
             except Exception:  # noqa: BLE001 - the parent re-raises it with the traceback text
                 index = task.index if task is not None else None
                 outbox.put(("error", worker_id, generation, (index, traceback.format_exc())))
-    except KeyboardInterrupt:
-        pass  # the parent handles Ctrl-C and closes the pool
     finally:
         runner.close()
 
