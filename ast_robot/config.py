@@ -252,6 +252,79 @@ class VisionConfig:
 
 
 @dataclass
+class SafetyConfig:
+    """Limits the ROS2 bridge enforces on every command it sends to a robot."""
+
+    watchdog_timeout_s: float = param(
+        0.1, help="a required observation older than this stops motion and holds", unit="s",
+        low=0.0, low_inclusive=False, high=5.0,
+    )
+    required_roles: list[str] = param(
+        ["joint_states", "ee_pose", "wrench", "object_pose", "goal_pose"],
+        help="topic-map roles whose age the watchdog checks; all of them must have arrived before any motion",
+    )
+    workspace_low_m: list[float] = param(
+        [0.2, -0.45, 0.0], help="lower corner xyz of the box the end effector must stay in (robot base frame)",
+        unit="m",
+    )
+    workspace_high_m: list[float] = param(
+        [0.85, 0.45, 0.6], help="upper corner xyz of the box the end effector must stay in (robot base frame)",
+        unit="m",
+    )
+    max_speed_m_s: float = param(
+        0.25, help="end-effector linear speed limit", unit="m/s", low=0.0, low_inclusive=False, high=5.0
+    )
+    max_accel_m_s2: float = param(
+        2.0, help="end-effector linear acceleration limit between consecutive commands", unit="m/s^2",
+        low=0.0, low_inclusive=False,
+    )
+    max_force_n: float = param(
+        60.0, help="wrist force magnitude that stops motion and opens the gripper", unit="N",
+        low=0.0, low_inclusive=False,
+    )
+    max_torque_nm: float = param(
+        10.0, help="wrist torque magnitude that stops motion and opens the gripper", unit="N*m",
+        low=0.0, low_inclusive=False,
+    )
+
+    def check(self, path: str) -> None:
+        for name in ("workspace_low_m", "workspace_high_m"):
+            if len(getattr(self, name)) != 3:
+                raise ConfigError(f"{path}.{name}: expected 3 values (x, y, z), got {getattr(self, name)}")
+        for axis, low, high in zip("xyz", self.workspace_low_m, self.workspace_high_m):
+            if low >= high:
+                raise ConfigError(
+                    f"{path}: workspace_low_m {axis}={low} is not below workspace_high_m {axis}={high}"
+                )
+
+
+@dataclass
+class BridgeConfig:
+    """The ROS2 bridge node that runs a policy on a robot."""
+
+    node_name: str = param("ast_robot_bridge", help="ROS2 node name; its services live under ~/")
+    teleop_topic: str = param(
+        "/ast_robot/teleop/cmd_twist",
+        help="geometry_msgs/TwistStamped from a teleoperation device, passed through while the intervention topic is true",
+    )
+    teleop_gripper_topic: str = param(
+        "/ast_robot/teleop/gripper_cmd",
+        help="std_msgs/Float64 gripper command (normalized, -1 open to 1 closed) used during an intervention",
+    )
+    estop_topic: str = param(
+        "/ast_robot/estop", help="std_msgs/Bool; true latches the node in a stopped state until a reset"
+    )
+    operator_topic: str = param(
+        "/ast_robot/operator",
+        help="std_msgs/String JSON operator commands: arm, disarm, reset, start, end (with success)",
+    )
+    watchdog_check_hz: float = param(
+        100.0, help="rate of the watchdog check between control steps", unit="Hz", low=1.0, high=1000.0
+    )
+    safety: SafetyConfig = param(SafetyConfig(), help="command limits")
+
+
+@dataclass
 class Config:
     """The whole resolved configuration of a run."""
 
@@ -263,6 +336,7 @@ class Config:
     train: TrainConfig = param(TrainConfig(), help="training loop")
     logs: LogsConfig = param(LogsConfig(), help="real-robot logs")
     vision: VisionConfig = param(VisionConfig(), help="image classification mode")
+    bridge: BridgeConfig = param(BridgeConfig(), help="ROS2 bridge node on a robot")
 
 
 # ---------------------------------------------------------------------------------------------
