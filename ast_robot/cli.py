@@ -77,10 +77,122 @@ def _run_config_show(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# train, eval, record-standin
+# ---------------------------------------------------------------------------------------------
+
+
+def _add_train_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a policy in simulation, steered by real-robot logs",
+        description="Train a policy: collect DAgger rollouts, score and gate them, update the "
+        "transformer on admitted episodes and the proxy on the rest, evaluate and checkpoint.",
+    )
+    add_config_source_arguments(parser, default_env="pick_place")
+    parser.add_argument("--real-log", metavar="DIR", help="directory of rosbag2 recordings from the robot")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--run-name", help="name of the run directory under runs/")
+    where.add_argument("--run-dir", help="path of the run directory (default: runs/<task>-<UTC time>)")
+    where.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"],
+        help="device of the model updates (default: auto, CUDA when present)",
+    )
+    parser.add_argument(
+        "--gate", choices=["on", "off", "random"],
+        help="on: gate by significance; off: every episode updates the transformer; random: the "
+        "same share at random (default: gate.mode from the config)",
+    )
+    parser.add_argument(
+        "--workers", type=int, help="rollout processes (default: train.workers, the CPU count when null)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ast_robot.train.trainer import train
+
+    config = load_config_from_args(args)
+    run_dir = Path("runs") / args.run_name if args.run_name else args.run_dir
+    summary = train(
+        config, real_log=args.real_log, run_dir=run_dir, resume=args.resume, device=args.device,
+        gate_mode=args.gate, workers=args.workers, progress=not args.no_progress,
+    )
+    final = summary["final_eval"]
+    sys.stdout.write(
+        f"run: {summary['run_dir']}\n"
+        f"iterations: {summary['iterations_completed']}/{summary['iterations']}"
+        f"{' (interrupted)' if summary['interrupted'] else ''}\n"
+        f"success: sim {final.get('success_sim', float('nan')):.2f}, "
+        f"randomized {final.get('success_randomized', float('nan')):.2f}, "
+        f"reality {final.get('success_reality', float('nan')):.2f}\n"
+        f"best checkpoint: {summary['checkpoints']['best']}\n"
+    )
+    return EXIT_INTERRUPTED if summary["interrupted"] else 0
+
+
+def _add_eval_parser(subparsers) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate a training checkpoint on fixed seeds")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint file, e.g. runs/NAME/checkpoints/best.pt")
+    parser.add_argument("--reality", help="reality profile YAML (default: the run's train.eval_reality)")
+    parser.add_argument("--episodes", type=int, help="episodes per setting (default: train.eval_episodes)")
+    parser.add_argument("--workers", type=int, help="rollout processes (default: the run's train.workers)")
+    parser.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ast_robot.train.policy_io import evaluate_checkpoint
+
+    results = evaluate_checkpoint(
+        args.checkpoint, reality=args.reality, episodes=args.episodes, workers=args.workers
+    )
+    sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _add_record_standin_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "record-standin",
+        help="record rosbag2 logs from the stand-in robot (a simulator running a reality profile)",
+    )
+    add_config_source_arguments(parser, default_env="pick_place")
+    parser.add_argument("--out", required=True, help="directory the bags are written to")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes to record (default: 20)")
+    parser.add_argument("--checkpoint", help="drive the robot with this training checkpoint instead of the expert")
+    parser.add_argument(
+        "--reality", default="configs/reality/standin.yaml",
+        help="reality profile YAML of the stand-in robot (default: configs/reality/standin.yaml)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the episodes and mistakes (default: 0)")
+    parser.add_argument("--episodes-per-bag", type=int, default=5, help="episodes per bag (default: 5)")
+    parser.set_defaults(run=_run_record_standin)
+
+
+def _run_record_standin(args: argparse.Namespace) -> int:
+    from ast_robot.train.standin import record_standin
+
+    config = load_config_from_args(args)
+    summary = record_standin(
+        args.out, config, episodes=args.episodes, seed=args.seed, checkpoint=args.checkpoint,
+        reality=args.reality, episodes_per_bag=args.episodes_per_bag,
+    )
+    sys.stdout.write(
+        f"recorded {summary['episodes']} episodes in {len(summary['bags'])} bags under {args.out}: "
+        f"{summary['successes']} successes, {summary['episodes_with_interventions']} with interventions\n"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # Parser and entry point
 # ---------------------------------------------------------------------------------------------
 
-SUBCOMMANDS: list[Callable] = [_add_config_parser]
+SUBCOMMANDS: list[Callable] = [_add_config_parser, _add_train_parser, _add_eval_parser, _add_record_standin_parser]
 """Functions that each add one subcommand; every subcommand sets ``run`` as its default."""
 
 

@@ -25,6 +25,14 @@ class LogWriteError(AstRobotError):
     """A rosbag2 recording could not be written."""
 
 
+class SignificanceError(AstRobotError, ValueError):
+    """Significance inputs or real-robot feedback data have the wrong shape or invalid values."""
+
+
+class GateError(AstRobotError, ValueError):
+    """The Sundew gate received invalid scores or costs, or a state it cannot restore."""
+
+
 class EnvError(AstRobotError):
     """A simulation task could not be created, randomized or rendered."""
 

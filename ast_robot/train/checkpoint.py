@@ -1,0 +1,103 @@
+"""Checkpoint files: everything a run needs to continue exactly where it stopped.
+
+A checkpoint is one ``torch.save`` file holding plain containers, tensors and numbers only, so it
+loads with ``weights_only=True`` (no code runs when a checkpoint is opened). NumPy arrays inside
+component state dicts are stored as tagged tensors and come back as NumPy arrays of the same dtype.
+Files are written to a temporary name and renamed, so a run killed while saving keeps the previous
+checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ast_robot.errors import CheckpointError
+
+CHECKPOINT_FORMAT = 1
+"""Version of the checkpoint layout; bumped when keys change incompatibly."""
+
+_NDARRAY_TAG = "__ndarray__"
+_BIGINT_TAG = "__int__"
+_TUPLE_TAG = "__tuple__"
+
+
+def encode(value: Any) -> Any:
+    """Convert NumPy arrays and scalars, very large integers and tuples into savable values."""
+    import torch
+
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise CheckpointError(f"cannot store an object array of shape {value.shape} in a checkpoint")
+        return {_NDARRAY_TAG: torch.from_numpy(np.ascontiguousarray(value).copy()), "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bool) or value is None or isinstance(value, (float, str)):
+        return value
+    if isinstance(value, int):
+        # Generator states hold 128-bit integers, which are stored as text.
+        return value if -(2**63) <= value < 2**63 else {_BIGINT_TAG: str(value)}
+    if isinstance(value, dict):
+        return {key: encode(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return {_TUPLE_TAG: [encode(item) for item in value]}
+    if isinstance(value, list):
+        return [encode(item) for item in value]
+    return value  # tensors and other torch-savable values
+
+
+def decode(value: Any) -> Any:
+    """Inverse of `encode`."""
+    if isinstance(value, dict):
+        if _NDARRAY_TAG in value:
+            return value[_NDARRAY_TAG].numpy().astype(value["dtype"], copy=False)
+        if _BIGINT_TAG in value:
+            return int(value[_BIGINT_TAG])
+        if _TUPLE_TAG in value:
+            return tuple(decode(item) for item in value[_TUPLE_TAG])
+        return {key: decode(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [decode(item) for item in value]
+    return value
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    """Write `state` to `path` atomically."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(encode({"format": CHECKPOINT_FORMAT, **state}), temporary)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise CheckpointError(f"could not write checkpoint {path}: {error}") from error
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint written by `save_checkpoint`.
+
+    Raises:
+        CheckpointError: When the file is missing, unreadable or of another format version.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for damaged files
+        raise CheckpointError(f"could not read checkpoint {path}: {error}") from error
+    state = decode(raw)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"checkpoint {path} has format {found!r}, expected {CHECKPOINT_FORMAT}; it was written "
+            "by another version of ast-robot"
+        )
+    return state

@@ -1,0 +1,217 @@
+"""The stand-in robot: recording rosbag2 logs from a simulator that runs a reality profile.
+
+Real logs are what steer training, and a new user has no robot yet, so this module produces logs
+with the same topics a real robot records. The simulator runs a reality profile (fixed physics that
+training never samples exactly). The robot's controller is either the scripted expert with
+injected mistakes or a trained checkpoint. A scripted human supervisor watches and takes over when
+failure is imminent: when the executed command has deviated from what the expert would do for a
+few consecutive steps (the supervisor's reaction time), or when the wrist force exceeds a limit.
+A share of supervisors is inattentive and never takes over, so the logs hold real failures too.
+Episodes are written through the log writer with the robot's topic map.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ast_robot.config import Config, resolve_config_path
+from ast_robot.episode import OBS_GROUPS, Episode
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SupervisorSettings:
+    """How the scripted supervisor behaves and which mistakes the controller makes."""
+
+    mistake_probability: float = 0.6  # share of episodes with an injected mistake
+    mistake_steps: tuple[int, int] = (6, 20)  # duration of a mistake [control steps]
+    attentive_probability: float = 0.7  # share of episodes whose supervisor takes over at all
+    deviation_threshold: float = 0.6  # action-space distance that counts as going astray
+    reaction_steps: int = 3  # consecutive deviating steps before a takeover [control steps]
+    hold_steps: int = 12  # control steps the supervisor keeps control once it takes over
+    force_limit_n: float = 40.0  # wrist force that triggers a takeover [N]
+
+
+class MistakeInjector:
+    """Alters the expert's command during one random window of an episode.
+
+    Mistakes: `drift` (a constant wrong velocity), `release` (opens the gripper), `freeze`
+    (stops moving).
+    """
+
+    KINDS = ("drift", "release", "freeze")
+
+    def __init__(self, settings: SupervisorSettings, rng: np.random.Generator, max_steps: int):
+        self.kind: str | None = None
+        self.start = self.stop = -1
+        self.direction = np.zeros(3, np.float32)
+        if rng.random() < settings.mistake_probability:
+            self.kind = str(rng.choice(self.KINDS))
+            duration = int(rng.integers(settings.mistake_steps[0], settings.mistake_steps[1] + 1))
+            self.start = int(rng.integers(5, max(6, int(0.6 * max_steps))))
+            self.stop = self.start + duration
+            direction = rng.normal(size=3)
+            self.direction = (direction / np.linalg.norm(direction)).astype(np.float32)
+
+    def apply(self, step: int, action: np.ndarray) -> np.ndarray:
+        if self.kind is None or not (self.start <= step < self.stop):
+            return action
+        action = action.copy()
+        if self.kind == "drift":
+            action[:3] = self.direction
+        elif self.kind == "release":
+            action[3] = -1.0
+        else:
+            action[:3] = 0.0
+        return action
+
+
+class CheckpointController:
+    """Drives the robot with a trained policy from a training checkpoint."""
+
+    def __init__(self, checkpoint: str | Path):
+        from ast_robot.train.checkpoint import load_checkpoint
+        from ast_robot.train.policy_io import policy_from_checkpoint
+
+        self.policy, self.history = policy_from_checkpoint(load_checkpoint(checkpoint))
+        self._obs: dict[str, list[np.ndarray]] = {name: [] for name in OBS_GROUPS}
+
+    def reset(self) -> None:
+        self._obs = {name: [] for name in OBS_GROUPS}
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        for name in OBS_GROUPS:
+            self._obs[name].append(np.asarray(obs[name], np.float32))
+            del self._obs[name][: -self.history]
+        action, _std = self.policy.act({name: np.stack(steps) for name, steps in self._obs.items()})
+        return np.clip(np.asarray(action, np.float32), -1.0, 1.0)
+
+
+class SupervisedActor:
+    """The robot controller under a scripted human supervisor, as one actor for `run_episode`."""
+
+    def __init__(self, expert, controller, settings: SupervisorSettings):
+        self.expert = expert
+        self.controller = controller
+        self.settings = settings
+        self.interventions: list[bool] = []
+        self.mistake: MistakeInjector | None = None
+        self._attentive = True
+        self._deviating = 0
+        self._holding = 0
+
+    def start_episode(self, rng: np.random.Generator, max_steps: int) -> None:
+        self.mistake = MistakeInjector(self.settings, rng, max_steps)
+        self._attentive = bool(rng.random() < self.settings.attentive_probability)
+        self.interventions = []
+        self._deviating = 0
+        self._holding = 0
+        self.expert.reset()
+        if self.controller is not None:
+            self.controller.reset()
+
+    def reset(self) -> None:
+        """Called by the rollout helper at env reset; `start_episode` sets up the episode."""
+
+    def act(self, obs: dict[str, np.ndarray], info: dict) -> np.ndarray:
+        step = len(self.interventions)
+        expert_action = np.asarray(self.expert.act(obs, info), np.float32)
+        if self.controller is None:
+            command = self.mistake.apply(step, expert_action)
+        else:
+            command = self.controller.act(obs)
+
+        deviation = float(np.linalg.norm(command - expert_action))
+        self._deviating = self._deviating + 1 if deviation > self.settings.deviation_threshold else 0
+        force_n = float(np.linalg.norm(np.asarray(obs["force"][:3], np.float64)))
+        if self._attentive and (
+            self._deviating >= self.settings.reaction_steps or force_n > self.settings.force_limit_n
+        ):
+            self._holding = self.settings.hold_steps
+        intervening = self._holding > 0
+        if intervening:
+            self._holding -= 1
+        self.interventions.append(intervening)
+        return expert_action if intervening else command
+
+
+def record_standin(
+    out: str | Path,
+    config: Config,
+    *,
+    episodes: int,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    reality: str | Path | None = "reality/standin.yaml",
+    episodes_per_bag: int = 5,
+    settings: SupervisorSettings | None = None,
+    progress: bool = True,
+) -> dict:
+    """Record `episodes` stand-in robot episodes as rosbag2 bags under `out`.
+
+    Each bag holds up to `episodes_per_bag` consecutive episodes. Returns counts: episodes,
+    successes, episodes with interventions, intervened steps and the bag paths.
+    """
+    from tqdm.auto import tqdm
+
+    from ast_robot.envs import make_env, make_expert
+    from ast_robot.envs.rollout import run_episode
+    from ast_robot.real_bridge.topic_map import RobotMap
+    from ast_robot.real_bridge.writer import EpisodeWriter
+
+    settings = settings or SupervisorSettings()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    reality_path = None if reality is None else str(resolve_config_path(reality))
+    robot_map = RobotMap.load(resolve_config_path(config.logs.robot))
+    env = make_env(config.env.task, config.env, config.randomization, reality=reality_path)
+    expert = make_expert(config.env.task, env)
+    controller = CheckpointController(checkpoint) if checkpoint is not None else None
+    actor = SupervisedActor(expert, controller, settings)
+    rng = np.random.default_rng([seed, 0x5DA])
+
+    recorded: list[Episode] = []
+    bags: list[str] = []
+    try:
+        for bag_index, first in enumerate(range(0, episodes, episodes_per_bag)):
+            bag_path = out / f"standin_{seed:04d}_{bag_index:03d}"
+            with EpisodeWriter(bag_path, robot_map) as writer:
+                for episode_index in tqdm(
+                    range(first, min(first + episodes_per_bag, episodes)),
+                    desc=f"record {bag_path.name}", disable=not progress, leave=False,
+                ):
+                    actor.start_episode(rng, config.env.max_steps)
+                    episode = run_episode(env, actor, seed=int(rng.integers(2**31)))
+                    interventions = np.asarray(actor.interventions, bool)
+                    # Human-corrected labels exist only where the supervisor was in control.
+                    episode = episode.replace(
+                        interventions=interventions,
+                        action_labels=None,
+                        info={**episode.info, "mistake": actor.mistake.kind, "episode_index": episode_index},
+                    )
+                    writer.write(episode)
+                    recorded.append(episode)
+            bags.append(str(bag_path))
+    finally:
+        env.close()
+
+    summary = {
+        "episodes": len(recorded),
+        "successes": sum(1 for ep in recorded if ep.success),
+        "episodes_with_interventions": sum(1 for ep in recorded if ep.interventions.any()),
+        "intervened_steps": int(sum(int(ep.interventions.sum()) for ep in recorded)),
+        "mistakes": sum(1 for ep in recorded if ep.info.get("mistake")),
+        "bags": bags,
+        "reality": reality_path,
+    }
+    logger.info(
+        "recorded %d episodes in %d bags under %s: %d successes, %d with interventions",
+        summary["episodes"], len(bags), out, summary["successes"], summary["episodes_with_interventions"],
+    )
+    return summary
+
