@@ -90,6 +90,11 @@ class SafetyLayer:
         return self.estop_latched or self.force_latched
 
     @property
+    def held_gripper(self) -> float:
+        """The last gripper command sent; stops hold it (the force stop sets it to open)."""
+        return self._last_gripper
+
+    @property
     def state(self) -> str:
         """One word for operators: estop, force_stop, armed or disarmed."""
         if self.estop_latched:
