@@ -23,6 +23,7 @@ A control step (`ControlCore.tick`):
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -67,18 +68,59 @@ class TickResult:
     t_ns: int
 
 
-def _xyz(vector: Any) -> np.ndarray:
-    return np.array([vector.x, vector.y, vector.z], dtype=np.float64)
+def _xyz(vector: Any) -> tuple[float, float, float]:
+    return (float(vector.x), float(vector.y), float(vector.z))
+
+
+def _stamp_ns(msg: Any) -> int:
+    stamp = msg.header.stamp
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def extract_values(role: str, msg: Any, robot_map: RobotMap) -> tuple[int, tuple[float, ...]]:
+    """Return ``(header stamp in ns, numbers)`` of one message, as the log reader extracts them.
+
+    The numbers per role follow `real_bridge.decode.ROLE_WIDTHS`: joint states give the gripper
+    opening (m) and its velocity (m/s, NaN when the message carries no velocities), poses and
+    twists xyz, the wrench force and torque, the intervention flag 1.0 or 0.0. Works on rclpy
+    and rosbags messages alike, because only field names are used.
+    """
+    if role in ("ee_pose", "object_pose", "goal_pose"):
+        return _stamp_ns(msg), _xyz(msg.pose.position)
+    if role in ("ee_twist", "cmd_twist"):
+        return _stamp_ns(msg), _xyz(msg.twist.linear)
+    if role == "wrench":
+        return _stamp_ns(msg), _xyz(msg.wrench.force) + _xyz(msg.wrench.torque)
+    if role == "joint_states":
+        return _stamp_ns(msg), _gripper_values(msg, robot_map)
+    if role in ("intervention", "gripper_cmd"):
+        return 0, (float(msg.data),)
+    raise ValueError(f"role '{role}' carries no numbers")
+
+
+def _gripper_values(msg: Any, robot_map: RobotMap) -> tuple[float, float]:
+    """Gripper opening and its velocity: sums over the finger joints the robot map names."""
+    names = list(msg.name)
+    positions = list(msg.position)
+    velocities = list(msg.velocity)
+    if names:
+        if not all(joint in names for joint in robot_map.gripper_joints):
+            return math.nan, math.nan
+        indices = [names.index(joint) for joint in robot_map.gripper_joints]
+    else:
+        indices = list(robot_map.gripper_joint_indices)
+        if not indices or max(indices) >= len(positions):
+            return math.nan, math.nan
+    opening = float(sum(positions[i] for i in indices))
+    velocity = float(sum(velocities[i] for i in indices)) if len(velocities) == len(positions) else math.nan
+    return opening, velocity
 
 
 class ObservationPipeline:
-    """Latest message per sensor role, the observation groups built from them, and the history.
-
-    Messages may be rclpy messages or rosbags messages: only field names are used, and both
-    follow the ROS2 message definitions.
+    """Latest values per sensor role, the observation groups built from them, and the history.
 
     Args:
-        robot_map: Topic map (gripper joints, which roles exist).
+        robot_map: Topic map (which roles exist, which ones hold their last value).
         history_steps: Steps of history the policy takes (H).
         required_roles: Roles the watchdog checks; roles the map does not name are skipped.
         timeout_s: Watchdog timeout in seconds.
@@ -94,24 +136,20 @@ class ObservationPipeline:
         if skipped:
             logger.info("watchdog skips roles the robot map %s does not name: %s", robot_map.name, skipped)
         self.timeout_ns = round(timeout_s * 1e9)
-        self._latest: dict[str, tuple[Any, int]] = {}
+        self._latest: dict[str, tuple[np.ndarray, int]] = {}
         self._previous_ee: tuple[np.ndarray, int] | None = None
         self._ee_velocity = np.zeros(3)
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.history_steps)
 
-    def on_message(self, role: str, msg: Any, t_ns: int) -> None:
-        """Store the latest message of a sensor role, received at `t_ns`."""
+    def on_values(self, role: str, stamp_ns: int, values, t_ns: int) -> None:
+        """Store the latest numbers of a sensor role (see `extract_values`), received at `t_ns`."""
+        values = np.asarray(values, dtype=np.float64)
         if role == "ee_pose":
-            self._update_velocity(msg, t_ns)
-        self._latest[role] = (msg, int(t_ns))
+            self._update_velocity(values, stamp_ns or int(t_ns))
+        self._latest[role] = (values, int(t_ns))
 
-    def _update_velocity(self, msg: Any, t_ns: int) -> None:
-        """Differentiate end-effector positions when no measured twist is mapped."""
-        position = _xyz(msg.pose.position)
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        # Header stamps say when the pose was measured; the receive time only stands in when
-        # the driver leaves them at zero.
-        stamp_ns = stamp_ns or int(t_ns)
+    def _update_velocity(self, position: np.ndarray, stamp_ns: int) -> None:
+        """Differentiate end-effector positions by header stamp, for maps without ``ee_twist``."""
         if self._previous_ee is not None and stamp_ns > self._previous_ee[1]:
             dt_s = (stamp_ns - self._previous_ee[1]) / 1e9
             self._ee_velocity = (position - self._previous_ee[0]) / dt_s
@@ -137,60 +175,40 @@ class ObservationPipeline:
         entry = self._latest.get(role)
         return float("inf") if entry is None else (t_ns - entry[1]) / 1e9
 
-    def latest(self, role: str) -> Any | None:
+    def latest(self, role: str) -> np.ndarray | None:
         entry = self._latest.get(role)
         return None if entry is None else entry[0]
 
     def wrench(self) -> np.ndarray | None:
         """Latest wrist wrench: force xyz (N), torque xyz (N*m), float64 (6,); None if none."""
-        msg = self.latest("wrench")
-        if msg is None:
-            return None
-        return np.concatenate([_xyz(msg.wrench.force), _xyz(msg.wrench.torque)])
+        return self.latest("wrench")
 
     def ee_position(self) -> np.ndarray | None:
         """Latest end-effector position xyz in metres, or None."""
-        msg = self.latest("ee_pose")
-        return None if msg is None else _xyz(msg.pose.position)
+        return self.latest("ee_pose")
 
     def observation(self) -> dict[str, np.ndarray]:
-        """Build the observation groups of `OBS_GROUPS` from the latest messages (float32 (d,)).
+        """Build the observation groups of `OBS_GROUPS` from the latest values (float32 (d,)).
 
-        A group part whose topic never arrived is zero; the watchdog keeps the policy from
-        acting on such a step whenever that role is required.
+        A part whose topic never arrived is zero; the watchdog keeps the policy from acting on
+        such a step whenever that role is required.
         """
-        ee = self.ee_position()
-        ee = np.zeros(3) if ee is None else ee
-        twist = self.latest("ee_twist")
-        velocity = _xyz(twist.twist.linear) if twist is not None else self._ee_velocity
-        opening, opening_velocity = self._gripper_state()
-        wrench = self.wrench()
-        obj_msg = self.latest("object_pose")
-        obj = _xyz(obj_msg.pose.position) if obj_msg is not None else np.zeros(3)
-        goal_msg = self.latest("goal_pose")
-        goal = _xyz(goal_msg.pose.position) if goal_msg is not None else np.zeros(3)
+        zeros = np.zeros(3)
+        ee = self._or(self.latest("ee_pose"), zeros)
+        velocity = self._or(self.latest("ee_twist"), self._ee_velocity)
+        gripper = self._or(self.latest("joint_states"), np.zeros(2))
+        obj = self._or(self.latest("object_pose"), zeros)
         groups = {
-            "proprio": np.concatenate([ee, velocity, [opening, opening_velocity]]),
-            "force": np.zeros(6) if wrench is None else wrench,
+            "proprio": np.concatenate([ee, velocity, gripper]),
+            "force": self._or(self.wrench(), np.zeros(6)),
             "object": np.concatenate([obj, obj - ee]),
-            "goal": goal,
+            "goal": self._or(self.latest("goal_pose"), zeros),
         }
         return {name: groups[name].astype(np.float32) for name in OBS_GROUPS}
 
-    def _gripper_state(self) -> tuple[float, float]:
-        """Gripper opening (m) and its velocity (m/s): sums over the mapped finger joints."""
-        msg = self.latest("joint_states")
-        if msg is None:
-            return 0.0, 0.0
-        names = list(msg.name)
-        indices = [names.index(joint) for joint in self.robot_map.gripper_joints if joint in names]
-        if len(indices) != len(self.robot_map.gripper_joints):
-            indices = list(self.robot_map.gripper_joint_indices)
-        positions = np.asarray(msg.position, dtype=np.float64)
-        velocities = np.asarray(msg.velocity, dtype=np.float64)
-        opening = float(sum(positions[i] for i in indices if i < len(positions)))
-        speed = float(sum(velocities[i] for i in indices if i < len(velocities)))
-        return opening, speed
+    @staticmethod
+    def _or(value: np.ndarray | None, default: np.ndarray) -> np.ndarray:
+        return default if value is None else value
 
     def push(self, observation: dict[str, np.ndarray]) -> None:
         self._history.append(observation)
@@ -235,15 +253,25 @@ class ControlCore:
 
     def on_message(self, role: str, msg: Any, t_ns: int) -> bool:
         """Take one message of a mapped role; return True when it latched a stop just now."""
-        if role in SENSOR_ROLES:
-            self.pipeline.on_message(role, msg, t_ns)
-            if role == "wrench":
-                was_latched = self.safety.force_latched
-                return self.safety.check_wrench(self.pipeline.wrench()) and not was_latched
-        elif role == "intervention":
-            if bool(msg.data) != self.intervention:
-                logger.info("human intervention %s", "started" if msg.data else "ended")
-            self.intervention = bool(msg.data)
+        if role not in SENSOR_ROLES and role != "intervention":
+            return False
+        stamp_ns, values = extract_values(role, msg, self.robot_map)
+        return self.on_values(role, stamp_ns, values, t_ns)
+
+    def on_values(self, role: str, stamp_ns: int, values, t_ns: int) -> bool:
+        """Take the numbers of one message (see `extract_values`); True when a stop latched now."""
+        if role == "intervention":
+            active = bool(values[0])
+            if active != self.intervention:
+                logger.info("human intervention %s", "started" if active else "ended")
+            self.intervention = active
+            return False
+        if role not in SENSOR_ROLES:
+            return False
+        self.pipeline.on_values(role, stamp_ns, values, t_ns)
+        if role == "wrench":
+            was_latched = self.safety.force_latched
+            return self.safety.check_wrench(self.pipeline.wrench()) and not was_latched
         return False
 
     def on_estop(self, active: bool) -> bool:
@@ -275,6 +303,10 @@ class ControlCore:
             return self._finish(command, None, None, stale, t_ns)
 
         observation = self.pipeline.observation()
+        if not all(np.isfinite(part).all() for part in observation.values()):
+            # A sensor sent NaN (a joint state without velocities, say): stop rather than act on it.
+            command = self.safety.filter(np.zeros(3), 0.0, position_m=position, stale=True)
+            return self._finish(command, None, None, ("non_finite",), t_ns)
         self.pipeline.push(observation)
         action, action_std = self.policy.act(self.pipeline.history())
         action = np.asarray(action, dtype=np.float32).reshape(-1)
