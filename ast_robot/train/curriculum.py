@@ -15,6 +15,7 @@ prediction:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,8 +54,8 @@ class Candidate:
     """A context proposed for simulation."""
 
     context: np.ndarray  # float32 (CONTEXT_DIM,) in metres
-    predicted_score: float  # NaN when nothing has been remembered yet
-    predicted_physical: float  # NaN when nothing has been remembered yet
+    predicted_score: float
+    predicted_physical: float
 
 
 class CurriculumSampler:
@@ -95,25 +96,36 @@ class CurriculumSampler:
             self.low = low if self.low is None else np.minimum(self.low, low)
             self.high = high if self.high is None else np.maximum(self.high, high)
 
-    def propose(self, count: int, *, iteration: int) -> tuple[list[np.ndarray | None], int]:
+    def propose(
+        self, count: int, *, iteration: int, draw: Callable[[np.ndarray], np.ndarray]
+    ) -> tuple[list[np.ndarray], int]:
         """Choose the contexts of the next iteration.
 
-        Returns:
-            The contexts to simulate (None lets the environment sample the context from the task
-            seed, which happens until the sampler has seen where contexts lie), and the number
-            of candidates skipped by the pre-simulation gate.
-        """
-        if len(self.contexts) < _NEIGHBOURS or self.low is None:
-            return [None] * count, 0
+        Args:
+            count: Candidates to propose before the pre-simulation gate.
+            iteration: The iteration about to run (0-based); the pre-simulation gate waits for
+                `pregate_warmup_iterations`.
+            draw: Maps seeds (M,) to contexts (M, 6) from the task's own context distribution.
 
-        candidates = self._draw(count)
+        Returns:
+            The contexts to simulate, float32 (6,) each, and the number of candidates skipped by
+            the pre-simulation gate.
+        """
+        if len(self.contexts) < _NEIGHBOURS:
+            pool = self._draw_pool(count, draw)
+            return list(pool), 0
+        candidates = self._choose(count, draw)
         if not (self.cfg.pregate and iteration >= self.cfg.pregate_warmup_iterations):
             return [c.context for c in candidates], 0
         return self._pregate(candidates)
 
-    def _draw(self, count: int) -> list[Candidate]:
+    def _draw_pool(self, size: int, draw: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        seeds = self.rng.integers(0, 2**31 - 1, size=size)
+        return np.asarray(draw(seeds), np.float32).reshape(size, CONTEXT_DIM)
+
+    def _choose(self, count: int, draw: Callable[[np.ndarray], np.ndarray]) -> list[Candidate]:
         pool_size = count * (_CANDIDATE_FACTOR if self.strength > 0 else 1)
-        pool = self.rng.uniform(self.low, self.high, size=(pool_size, CONTEXT_DIM)).astype(np.float32)
+        pool = self._draw_pool(pool_size, draw)
         predicted_score, predicted_physical = self.predict(pool)
         if self.strength > 0:
             relative = predicted_physical / max(float(predicted_physical.mean()), 1e-6)

@@ -22,7 +22,8 @@ class ScoredBatch:
         open: True where the episode goes to the transformer, bool (N,).
         threshold: Gate threshold after this batch.
         physical: Physical feedback from real logs, float (N,), or None without real logs.
-        components: Mean of each score component over the batch, for metrics.
+        components: Batch metrics of the score (``significance/...``) and the gate's running
+            totals (``gate/...``).
         reasons: Gate reason per episode.
     """
 
@@ -43,36 +44,40 @@ class Scorer:
 
         self.feedback = None if real is None else real.feedback
         self.model = SignificanceModel(
-            config.significance, modality="robot", has_real_feedback=self.feedback is not None
+            config.significance, modality="robot", has_real_feedback=self.feedback is not None, seed=seed
         )
         self.gate = SundewGate(config.gate, seed=seed)
 
     def score_and_gate(self, episodes: list[Episode], *, progress: float) -> ScoredBatch:
-        """Score `episodes` (training progress in [0, 1]) and let the gate decide on them."""
-        from ast_robot.significance import inputs_from_episodes
+        """Score `episodes` (training progress in [0, 1]) and let the gate decide on them.
 
+        The admitted episodes are recorded as trained (familiarity and novelty memory).
+        """
         if not episodes:
-            return ScoredBatch(np.zeros(0), np.zeros(0, bool), float(self.gate.stats().threshold), None)
+            return ScoredBatch(np.zeros(0), np.zeros(0, bool), float(self.gate.threshold), None)
 
         physical = None
         if self.feedback is not None:
             physical = np.asarray(self.feedback.feedback(episodes), np.float64)
-        inputs = inputs_from_episodes(episodes, physical=physical)
-        result = self.model.score(inputs, progress=progress)
-        costs = np.array([len(ep) for ep in episodes], np.float64)
-        decision = self.gate.decide(np.asarray(result.score), costs=costs)
+        inputs = self.model.inputs_from_episodes(episodes, physical=physical)
+        result = self.model.score(inputs, progress=min(max(progress, 0.0), 1.0))
+        costs = np.array([len(ep) for ep in episodes], np.float64)  # control steps
+        decision = self.gate.decide(result.score, costs=costs)
 
         opened = np.asarray(decision.open, bool)
-        admitted_contexts = np.stack([ep.context for ep, is_open in zip(episodes, opened) if is_open]) \
-            if opened.any() else np.zeros((0, 6), np.float32)
-        self.model.mark_trained(admitted_contexts)
-        components = {name: float(np.mean(values)) for name, values in result.components.items()}
+        if opened.any():
+            self.model.mark_trained(inputs.subset(opened))
+        metrics = result.metrics()
+        gate_metrics = self.gate.stats().as_metrics()
+        metrics["gate/activation_rate_total"] = gate_metrics["gate/activation_rate"]
+        for key in ("gate/compute_admitted", "gate/compute_skipped", "gate/compute_skipped_share", "gate/integral"):
+            metrics[key] = gate_metrics[key]
         return ScoredBatch(
             scores=np.asarray(result.score, np.float64),
             open=opened,
-            threshold=float(decision.threshold),
+            threshold=float(decision.final_threshold),
             physical=physical,
-            components=components,
+            components=metrics,
             reasons=list(decision.reasons),
         )
 

@@ -26,49 +26,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SupervisorSettings:
-    """How the scripted supervisor behaves and which mistakes the controller makes."""
+    """How the scripted supervisor behaves and how often the expert controller errs."""
 
-    mistake_probability: float = 0.6  # share of episodes with an injected mistake
-    mistake_steps: tuple[int, int] = (6, 20)  # duration of a mistake [control steps]
+    mistake_prob: float = 0.03  # per-step probability that the expert starts an injected mistake
+    mistake_steps: int = 8  # duration of one injected mistake [control steps]
     attentive_probability: float = 0.7  # share of episodes whose supervisor takes over at all
-    deviation_threshold: float = 0.6  # action-space distance that counts as going astray
+    deviation_threshold: float = 0.6  # distance between command and clean expert action (normalized units)
     reaction_steps: int = 3  # consecutive deviating steps before a takeover [control steps]
     hold_steps: int = 12  # control steps the supervisor keeps control once it takes over
     force_limit_n: float = 40.0  # wrist force that triggers a takeover [N]
-
-
-class MistakeInjector:
-    """Alters the expert's command during one random window of an episode.
-
-    Mistakes: `drift` (a constant wrong velocity), `release` (opens the gripper), `freeze`
-    (stops moving).
-    """
-
-    KINDS = ("drift", "release", "freeze")
-
-    def __init__(self, settings: SupervisorSettings, rng: np.random.Generator, max_steps: int):
-        self.kind: str | None = None
-        self.start = self.stop = -1
-        self.direction = np.zeros(3, np.float32)
-        if rng.random() < settings.mistake_probability:
-            self.kind = str(rng.choice(self.KINDS))
-            duration = int(rng.integers(settings.mistake_steps[0], settings.mistake_steps[1] + 1))
-            self.start = int(rng.integers(5, max(6, int(0.6 * max_steps))))
-            self.stop = self.start + duration
-            direction = rng.normal(size=3)
-            self.direction = (direction / np.linalg.norm(direction)).astype(np.float32)
-
-    def apply(self, step: int, action: np.ndarray) -> np.ndarray:
-        if self.kind is None or not (self.start <= step < self.stop):
-            return action
-        action = action.copy()
-        if self.kind == "drift":
-            action[:3] = self.direction
-        elif self.kind == "release":
-            action[3] = -1.0
-        else:
-            action[:3] = 0.0
-        return action
 
 
 class CheckpointController:
@@ -93,40 +59,42 @@ class CheckpointController:
 
 
 class SupervisedActor:
-    """The robot controller under a scripted human supervisor, as one actor for `run_episode`."""
+    """The robot controller under a scripted human supervisor, as one actor for `run_episode`.
 
-    def __init__(self, expert, controller, settings: SupervisorSettings):
+    The controller is the expert's `act` (with injected mistakes) or a checkpoint's policy. The
+    supervisor compares each command with the expert's clean action (`label`) and takes over for
+    `hold_steps` steps when they differ by more than `deviation_threshold` for `reaction_steps`
+    consecutive steps, or when the wrist force exceeds `force_limit_n`. While it is in control,
+    the executed command is the clean expert action and the step is flagged as an intervention.
+    """
+
+    def __init__(self, expert, controller, settings: SupervisorSettings, rng: np.random.Generator):
         self.expert = expert
         self.controller = controller
         self.settings = settings
+        self.rng = rng
         self.interventions: list[bool] = []
-        self.mistake: MistakeInjector | None = None
         self._attentive = True
         self._deviating = 0
         self._holding = 0
 
-    def start_episode(self, rng: np.random.Generator, max_steps: int) -> None:
-        self.mistake = MistakeInjector(self.settings, rng, max_steps)
-        self._attentive = bool(rng.random() < self.settings.attentive_probability)
+    def reset(self, seed: int | None = None) -> None:
+        self._attentive = bool(self.rng.random() < self.settings.attentive_probability)
         self.interventions = []
         self._deviating = 0
         self._holding = 0
-        self.expert.reset()
+        self.expert.reset(seed=seed)
         if self.controller is not None:
             self.controller.reset()
 
-    def reset(self) -> None:
-        """Called by the rollout helper at env reset; `start_episode` sets up the episode."""
-
     def act(self, obs: dict[str, np.ndarray], info: dict) -> np.ndarray:
-        step = len(self.interventions)
-        expert_action = np.asarray(self.expert.act(obs, info), np.float32)
+        clean = np.asarray(self.expert.label(obs, info), np.float32)
         if self.controller is None:
-            command = self.mistake.apply(step, expert_action)
+            command = np.asarray(self.expert.act(obs, info), np.float32)
         else:
             command = self.controller.act(obs)
 
-        deviation = float(np.linalg.norm(command - expert_action))
+        deviation = float(np.linalg.norm(command - clean))
         self._deviating = self._deviating + 1 if deviation > self.settings.deviation_threshold else 0
         force_n = float(np.linalg.norm(np.asarray(obs["force"][:3], np.float64)))
         if self._attentive and (
@@ -137,7 +105,10 @@ class SupervisedActor:
         if intervening:
             self._holding -= 1
         self.interventions.append(intervening)
-        return expert_action if intervening else command
+        return clean if intervening else command
+
+    def step_stats(self) -> dict[str, np.ndarray]:
+        return self.expert.step_stats() if self.controller is None else {}
 
 
 def record_standin(
@@ -170,10 +141,11 @@ def record_standin(
     reality_path = None if reality is None else str(resolve_config_path(reality))
     robot_map = RobotMap.load(resolve_config_path(config.logs.robot))
     env = make_env(config.env.task, config.env, config.randomization, reality=reality_path)
-    expert = make_expert(config.env.task, env)
+    mistake_prob = settings.mistake_prob if checkpoint is None else 0.0
+    expert = make_expert(config.env.task, env, mistake_prob=mistake_prob, mistake_steps=settings.mistake_steps)
     controller = CheckpointController(checkpoint) if checkpoint is not None else None
-    actor = SupervisedActor(expert, controller, settings)
     rng = np.random.default_rng([seed, 0x5DA])
+    actor = SupervisedActor(expert, controller, settings, rng)
 
     recorded: list[Episode] = []
     bags: list[str] = []
@@ -185,14 +157,18 @@ def record_standin(
                     range(first, min(first + episodes_per_bag, episodes)),
                     desc=f"record {bag_path.name}", disable=not progress, leave=False,
                 ):
-                    actor.start_episode(rng, config.env.max_steps)
                     episode = run_episode(env, actor, seed=int(rng.integers(2**31)))
-                    interventions = np.asarray(actor.interventions, bool)
-                    # Human-corrected labels exist only where the supervisor was in control.
+                    mistakes = episode.step_stats.get("expert_mistake")
+                    # Human-corrected labels exist only where the supervisor was in control,
+                    # and there the executed action is the supervisor's command.
                     episode = episode.replace(
-                        interventions=interventions,
+                        interventions=np.asarray(actor.interventions, bool),
                         action_labels=None,
-                        info={**episode.info, "mistake": actor.mistake.kind, "episode_index": episode_index},
+                        info={
+                            **episode.info,
+                            "episode_index": episode_index,
+                            "mistake_steps": 0 if mistakes is None else int(mistakes.sum()),
+                        },
                     )
                     writer.write(episode)
                     recorded.append(episode)
@@ -205,7 +181,7 @@ def record_standin(
         "successes": sum(1 for ep in recorded if ep.success),
         "episodes_with_interventions": sum(1 for ep in recorded if ep.interventions.any()),
         "intervened_steps": int(sum(int(ep.interventions.sum()) for ep in recorded)),
-        "mistakes": sum(1 for ep in recorded if ep.info.get("mistake")),
+        "episodes_with_mistakes": sum(1 for ep in recorded if ep.info["mistake_steps"] > 0),
         "bags": bags,
         "reality": reality_path,
     }

@@ -128,6 +128,7 @@ class Trainer:
         self.scorer = Scorer(config, real, seed=self.cfg.seed)
         self.sampler = CurriculumSampler(self.cfg, seed=self.cfg.seed, has_real_feedback=real is not None)
         self.rng = np.random.default_rng([self.cfg.seed, 0x7EA1])
+        self.context_source = ContextSource(config)
 
         self.iteration = 0  # iterations completed
         self.wall_offset_s = 0.0  # wall time of earlier sessions of a resumed run
@@ -243,6 +244,7 @@ class Trainer:
             bar.close()
             if own_backend:
                 backend.close()
+            self.context_source.close()
 
         self.run_dir.write_plots()
         summary = self.summary(interrupted=interrupted)
@@ -259,7 +261,9 @@ class Trainer:
 
         # 1. Propose contexts; the pre-simulation gate may drop some.
         share = expert_share(self.cfg, iteration)
-        contexts, skipped_before_sim = self.sampler.propose(self.cfg.episodes_per_iteration, iteration=iteration)
+        contexts, skipped_before_sim = self.sampler.propose(
+            self.cfg.episodes_per_iteration, iteration=iteration, draw=self.context_source
+        )
         tasks = [
             RolloutTask(
                 index=index,
@@ -342,8 +346,7 @@ class Trainer:
             "eval/success_randomized": self.last_eval.get("success_randomized") if evaluated else None,
             "eval/success_reality": self.last_eval.get("success_reality") if evaluated else None,
         })
-        for name, value in scored.components.items():
-            row[f"score/{name}"] = value
+        row.update(scored.components)
 
         improved = False
         if evaluated:
@@ -371,7 +374,7 @@ class Trainer:
 
     def _budget(self, new_samples: int, reuse: float, buffer: ReplayBuffer) -> int:
         """Gradient steps for `new_samples` fresh samples at `reuse` gradient samples each."""
-        if new_samples == 0 or len(buffer) == 0:
+        if new_samples == 0 or buffer.num_targets == 0:
             return 0
         steps = math.ceil(reuse * new_samples / self.cfg.batch_size)
         return min(steps, self.cfg.max_steps_per_iteration)
@@ -494,6 +497,28 @@ class Trainer:
                 "best": str(self.run_dir.checkpoints / "best.pt") if self.best_iteration is not None else None,
             },
         }
+
+
+class ContextSource:
+    """Draws contexts from the task's own distribution: the context a nominal reset picks for a seed.
+
+    The contexts are passed to the workers explicitly, so the rollout uses exactly the context the
+    sampler judged, whatever the randomization draws.
+    """
+
+    def __init__(self, config: Config):
+        from ast_robot.envs import make_env
+
+        nominal = dataclasses.replace(config.randomization, enabled=False)
+        self.env = make_env(config.env.task, config.env, nominal)
+
+    def __call__(self, seeds: np.ndarray) -> np.ndarray:
+        """Contexts float32 (M, 6) for seeds (M,)."""
+        contexts = [self.env.reset(seed=int(seed))[1]["context"] for seed in seeds]
+        return np.stack(contexts).astype(np.float32)
+
+    def close(self) -> None:
+        self.env.close()
 
 
 def _flops_per_sample(policy, config: Config, device) -> float:

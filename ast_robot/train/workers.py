@@ -141,14 +141,15 @@ class DaggerActor:
         self.labels = []
         self.stats = {key: [] for key in STEP_STAT_KEYS}
         self._obs_history = {name: [] for name in OBS_GROUPS}
-        self.expert.reset()
 
-    def reset(self) -> None:
-        """Called by the rollout helper at env reset; the episode state is set by `start_episode`."""
+    def reset(self, seed: int | None = None) -> None:
+        """Reset the expert; `run_episode` calls this with the episode seed before the env reset."""
+        self.expert.reset(seed=seed)
 
     def act(self, obs: dict[str, np.ndarray], info: dict) -> np.ndarray:
         """Return the executed action, float32 (4,) in [-1, 1]."""
-        expert_action = np.asarray(self.expert.act(obs, info), dtype=np.float32)
+        label = getattr(self.expert, "label", None) or self.expert.act
+        expert_action = np.asarray(label(obs, info), dtype=np.float32)
         self.labels.append(expert_action)
         for name in OBS_GROUPS:
             self._obs_history[name].append(np.asarray(obs[name], dtype=np.float32))

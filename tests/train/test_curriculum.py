@@ -42,10 +42,15 @@ def fill(sampler, count=64):
     sampler.remember(contexts, scores, physical)
 
 
-def test_sampler_lets_env_choose_until_it_has_seen_contexts():
+def draw(seeds):
+    """Contexts uniform in the unit cube, a deterministic function of each seed."""
+    return np.stack([np.random.default_rng(int(seed)).uniform(0, 1, 6) for seed in seeds])
+
+
+def test_sampler_draws_plainly_before_memory():
     sampler = CurriculumSampler(train_cfg(), seed=0, has_real_feedback=False)
-    contexts, skipped = sampler.propose(4, iteration=0)
-    assert contexts == [None] * 4
+    contexts, skipped = sampler.propose(4, iteration=0, draw=draw)
+    assert len(contexts) == 4
     assert skipped == 0
 
 
@@ -53,7 +58,7 @@ def test_pregate_skips_low_predictions_up_to_cap():
     cfg = train_cfg("train.pregate_quantile=0.5", "train.pregate_max_skip=0.25", "train.pregate_warmup_iterations=0")
     sampler = CurriculumSampler(cfg, seed=0, has_real_feedback=False)
     fill(sampler)
-    contexts, skipped = sampler.propose(16, iteration=1)
+    contexts, skipped = sampler.propose(16, iteration=1, draw=draw)
     assert skipped == 4
     assert len(contexts) == 12
 
@@ -62,7 +67,7 @@ def test_pregate_waits_for_warmup():
     cfg = train_cfg("train.pregate_warmup_iterations=3")
     sampler = CurriculumSampler(cfg, seed=0, has_real_feedback=False)
     fill(sampler)
-    _contexts, skipped = sampler.propose(16, iteration=2)
+    _contexts, skipped = sampler.propose(16, iteration=2, draw=draw)
     assert skipped == 0
 
 
@@ -72,8 +77,8 @@ def test_curriculum_bias_prefers_high_feedback():
     uniform = CurriculumSampler(cfg, seed=0, has_real_feedback=False)
     fill(biased)
     fill(uniform)
-    biased_mean = np.mean([c[1] for c in biased.propose(200, iteration=5)[0]])
-    uniform_mean = np.mean([c[1] for c in uniform.propose(200, iteration=5)[0]])
+    biased_mean = np.mean([c[1] for c in biased.propose(200, iteration=5, draw=draw)[0]])
+    uniform_mean = np.mean([c[1] for c in uniform.propose(200, iteration=5, draw=draw)[0]])
     assert biased_mean > uniform_mean + 0.05
 
 
@@ -83,6 +88,6 @@ def test_sampler_state_round_trip():
     fill(sampler)
     restored = CurriculumSampler(cfg, seed=99, has_real_feedback=True)
     restored.load_state_dict(sampler.state_dict())
-    first, _ = sampler.propose(8, iteration=4)
-    second, _ = restored.propose(8, iteration=4)
+    first, _ = sampler.propose(8, iteration=4, draw=draw)
+    second, _ = restored.propose(8, iteration=4, draw=draw)
     np.testing.assert_array_equal(np.stack(first), np.stack(second))

@@ -75,3 +75,14 @@ def test_state_round_trip_samples_equal():
     for key in first:
         np.testing.assert_array_equal(first[key], second[key])
     assert restored.steps_added == buffer.steps_added
+
+
+def test_label_mask_limits_targets_keeps_history():
+    buffer = ReplayBuffer(capacity=100, history=3)
+    episode = make_episode(6)
+    episode.info["label_mask"] = [False, False, False, True, True, False]
+    assert buffer.add(episode) == 2
+    assert len(buffer) == 6
+    batch = buffer.sample(50, np.random.default_rng(0))
+    assert set(batch["labels"][:, 0].tolist()) == {3.0, 4.0}
+    assert not batch["pad_mask"].any()  # the history before the corrected steps is kept
