@@ -264,18 +264,19 @@ class SafetyConfig:
         help="topic-map roles whose age the watchdog checks; all of them must have arrived before any motion",
     )
     workspace_low_m: list[float] = param(
-        [0.2, -0.45, 0.0], help="lower corner xyz of the box the end effector must stay in (robot base frame)",
+        [-0.32, -0.32, 0.0], help="lower corner xyz of the box the end effector must stay in (robot base frame)",
         unit="m",
     )
     workspace_high_m: list[float] = param(
-        [0.85, 0.45, 0.6], help="upper corner xyz of the box the end effector must stay in (robot base frame)",
+        [0.32, 0.32, 0.35], help="upper corner xyz of the box the end effector must stay in (robot base frame)",
         unit="m",
     )
     max_speed_m_s: float = param(
-        0.25, help="end-effector linear speed limit", unit="m/s", low=0.0, low_inclusive=False, high=5.0
+        0.45, help="end-effector linear speed limit (norm of xyz)", unit="m/s", low=0.0, low_inclusive=False,
+        high=5.0,
     )
     max_accel_m_s2: float = param(
-        2.0, help="end-effector linear acceleration limit between consecutive commands", unit="m/s^2",
+        5.0, help="end-effector linear acceleration limit between consecutive commands", unit="m/s^2",
         low=0.0, low_inclusive=False,
     )
     max_force_n: float = param(

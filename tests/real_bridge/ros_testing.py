@@ -47,9 +47,9 @@ class ScriptedArm(Node):
     def __init__(self, robot_map, *, context, rate_hz: float = 50.0, cfg=None):
         super().__init__("scripted_arm", context=context)
         topics = robot_map.topics
-        self.ee_position = np.array([0.5, 0.0, 0.3])
-        self.object_position = np.array([0.55, 0.05, 0.02])
-        self.goal_position = np.array([0.6, -0.1, 0.02])
+        self.ee_position = np.array([0.0, 0.0, 0.15])
+        self.object_position = np.array([0.05, 0.05, 0.02])
+        self.goal_position = np.array([0.1, -0.1, 0.02])
         self.wrench = np.zeros(6)
         self.fingers = np.array([0.02, 0.02])
         self.publishing = True

@@ -109,13 +109,13 @@ def test_speed_and_acceleration_limits(robot_map):
 
 
 def test_workspace_bound_clamps_at_face(robot_map):
-    safety = SafetyConfig(workspace_high_m=[0.85, 0.45, 0.305], max_accel_m_s2=100.0)
+    safety = SafetyConfig(workspace_high_m=[0.32, 0.32, 0.155], max_accel_m_s2=100.0)
     with RosSession(domain_id=DOMAIN_ID) as session:
         bridge, arm, _ = start_bridge(session, robot_map, [0.0, 0.0, 1.0, 0.0], safety=safety)
         session.spin_for(0.2)
         bridge.arm(True)
         session.spin_for(0.3)
-        arm.ee_position = np.array([0.5, 0.0, 0.31])  # past the face
+        arm.ee_position = np.array([0.0, 0.0, 0.16])  # past the face
         session.spin_for(0.3)
 
     commands = arm.commands_since(0.0)
@@ -186,7 +186,7 @@ def test_intervention_passes_clamped_teleop(robot_map):
         bridge.arm(True)
         arm.intervention_pub.publish(Bool(data=True))
         teleop = TwistStamped()
-        teleop.twist.linear.y = 1.0  # far above the 0.25 m/s limit
+        teleop.twist.linear.y = 1.0  # far above the default 0.45 m/s limit
 
         def send_teleop():
             arm.teleop_pub.publish(teleop)
@@ -197,4 +197,4 @@ def test_intervention_passes_clamped_teleop(robot_map):
         assert bridge.core.intervention
 
     last = arm.linear()
-    np.testing.assert_allclose(last, [0.0, 0.25, 0.0], atol=1e-9)
+    np.testing.assert_allclose(last, [0.0, 0.45, 0.0], atol=1e-9)

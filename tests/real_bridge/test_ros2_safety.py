@@ -7,7 +7,7 @@ from ast_robot.config import SafetyConfig
 from ast_robot.real_bridge.safety import GRIPPER_OPEN, SafetyLayer
 
 PERIOD_S = 0.05
-CENTER_M = np.array([0.5, 0.0, 0.3])
+CENTER_M = np.array([0.0, 0.0, 0.15])
 
 
 def make_layer(**overrides) -> SafetyLayer:
@@ -57,7 +57,7 @@ def test_acceleration_uses_measured_dt():
 
 
 def test_workspace_stops_at_face():
-    layer = make_layer(workspace_high_m=[0.85, 0.45, 0.31], max_accel_m_s2=1000.0)
+    layer = make_layer(workspace_high_m=[0.32, 0.32, 0.16], max_accel_m_s2=1000.0)
     command = layer.filter(np.array([0.0, 0.0, 0.2]), 0.0, position_m=CENTER_M, stale=False)
     # 0.01 m left to the face in one 0.05 s period: at most 0.2 m/s, here exactly that.
     np.testing.assert_allclose(command.linear_m_s, [0.0, 0.0, 0.2])
@@ -68,7 +68,7 @@ def test_workspace_stops_at_face():
 
 def test_outside_workspace_only_moves_back():
     layer = make_layer(max_accel_m_s2=1000.0)
-    outside = np.array([0.9, 0.0, 0.3])  # beyond workspace_high_m x = 0.85
+    outside = np.array([0.4, 0.0, 0.15])  # beyond workspace_high_m x = 0.32
     command = layer.filter(np.array([0.1, 0.1, 0.0]), 0.0, position_m=outside, stale=False)
     np.testing.assert_allclose(command.linear_m_s, [0.0, 0.1, 0.0])
     command = layer.filter(np.array([-0.1, 0.1, 0.0]), 0.0, position_m=outside, stale=False)
