@@ -1,0 +1,490 @@
+"""Opening one recording with `rosbags` and decoding its mapped topics into numeric streams.
+
+Only topics named in the robot map are decoded, so an unused topic of an unknown custom type
+costs nothing. Message definitions stored in the bag (ROS2 Iron and newer, and every MCAP file)
+are used when present; bags without them (Humble and older sqlite3 bags) decode through the
+map's default typestore, plus any ``.msg`` files the map lists under ``types``.
+
+Every timestamp here is in nanoseconds: `log_ns` is the time the recorder received a message,
+`stamp_ns` its ``header.stamp`` (0 when the message has no header or the stamp is zero).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from rosbags.interfaces import MessageDefinitionFormat
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
+
+from ast_robot.errors import LogReadError
+from ast_robot.real_bridge.discovery import BagSource
+from ast_robot.real_bridge.problems import BagSkipped, Problem
+from ast_robot.real_bridge.topic_map import ROLE_TYPES, RobotMap
+
+SUPPORTED_METADATA_VERSIONS = range(1, 10)
+"""rosbag2 ``metadata.yaml`` versions that rosbags 0.11 reads (1 to 9)."""
+
+ROLE_WIDTHS = {
+    "joint_states": 2,  # gripper opening (m), opening velocity (m/s)
+    "ee_pose": 3,
+    "ee_twist": 3,
+    "object_pose": 3,
+    "goal_pose": 3,
+    "wrench": 6,
+    "cmd_twist": 3,
+    "gripper_cmd": 1,
+    "intervention": 1,
+    "events": 0,
+}
+
+
+@dataclass
+class Stream:
+    """Decoded messages of one mapped topic, in the order the reader returned them.
+
+    Attributes:
+        role: Role of the topic in the robot map.
+        topic: Topic name.
+        msgtype: Message type in the bag.
+        log_ns: Receive time of each message in ns, int64 (N,).
+        stamp_ns: ``header.stamp`` in ns, int64 (N,); 0 where the message has none.
+        values: Extracted numbers, float64 (N, width); see `ROLE_WIDTHS`.
+        texts: Message strings for the events role, else None.
+        declared_count: Message count the bag's index declares for the topic.
+        has_header: Whether the message type has a ``header``.
+    """
+
+    role: str
+    topic: str
+    msgtype: str
+    log_ns: np.ndarray
+    stamp_ns: np.ndarray
+    values: np.ndarray
+    texts: list[str] | None = None
+    declared_count: int = 0
+    has_header: bool = True
+
+    def __len__(self) -> int:
+        return len(self.log_ns)
+
+
+@dataclass
+class BagData:
+    """What was read from one recording.
+
+    Attributes:
+        source: The recording.
+        storage: ``mcap`` or ``sqlite3``.
+        version: ``metadata.yaml`` version, or None for a standalone storage file.
+        start_ns, duration_ns: Log time of the first message and span of the recording in ns.
+        message_count: Messages in the recording, all topics.
+        topics: Topic name -> (message type, message count) for every topic in the recording.
+        streams: Role -> decoded `Stream` for mapped topics present in the recording.
+        problems: Problems found while reading.
+        file_out_of_order: True when storage order differs from log-time order.
+    """
+
+    source: BagSource
+    storage: str
+    version: int | None
+    start_ns: int
+    duration_ns: int
+    message_count: int
+    topics: dict[str, tuple[str, int]]
+    streams: dict[str, Stream] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    file_out_of_order: bool = False
+
+
+def read_bag(source: BagSource, robot_map: RobotMap) -> BagData:
+    """Open `source` and decode every mapped topic.
+
+    Raises:
+        BagSkipped: The recording cannot be opened or has no messages.
+        LogReadError: A mapped topic has a type that cannot be decoded or lacks the fields its
+            role needs; the message names the bag, topic and type and how to register it.
+    """
+    version = _check_metadata(source)
+    try:
+        reader = Reader(source.path)
+        reader.open()
+    except Exception as error:  # rosbags raises ReaderError, sqlite and OS errors here
+        raise BagSkipped("unreadable", _unreadable_message(source, error)) from error
+
+    try:
+        return _read_open_bag(source, reader, robot_map, version)
+    finally:
+        reader.close()
+
+
+def _check_metadata(source: BagSource) -> int | None:
+    if source.kind != "dir":
+        return None
+    path = source.path / "metadata.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+        version = int(data["rosbag2_bagfile_information"]["version"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        raise BagSkipped("unreadable", f"invalid metadata.yaml ({error}); `ros2 bag reindex {source.path}` rewrites it") from error
+    if version not in SUPPORTED_METADATA_VERSIONS:
+        raise BagSkipped(
+            "unsupported_version",
+            f"metadata.yaml version {version} is not supported (supported: "
+            f"{SUPPORTED_METADATA_VERSIONS.start}-{SUPPORTED_METADATA_VERSIONS.stop - 1}); convert the bag "
+            f"with `ros2 bag convert` from a ROS2 release that writes a supported version, or upgrade rosbags",
+        )
+    return version
+
+
+def _unreadable_message(source: BagSource, error: Exception) -> str:
+    text = f"cannot read {source.kind} recording: {error}"
+    if source.kind == "db3":
+        return (
+            f"{text}; a .db3 file from an interrupted recording may need `ros2 bag reindex "
+            f"{source.path.parent}`, otherwise the file is damaged"
+        )
+    if source.kind == "mcap":
+        return f"{text}; an MCAP file from an interrupted recording can be repaired with `mcap recover`"
+    return text
+
+
+def _read_open_bag(source: BagSource, reader: Reader, robot_map: RobotMap, version: int | None) -> BagData:
+    problems: list[Problem] = []
+    storage = "mcap" if source.kind == "mcap" else "sqlite3" if source.kind == "db3" else _storage_id(source)
+    topics = {name: (info.msgtype or "?", info.msgcount) for name, info in reader.topics.items()}
+    data = BagData(
+        source=source,
+        storage=storage,
+        version=version,
+        start_ns=reader.start_time if reader.message_count else 0,
+        duration_ns=reader.duration if reader.message_count else 0,
+        message_count=reader.message_count,
+        topics=topics,
+        problems=problems,
+    )
+    if reader.message_count == 0:
+        raise BagSkipped("empty_bag", f"the recording holds no messages ({len(topics)} topics declared)")
+
+    mapped = {}
+    for role, spec in robot_map.topics.items():
+        connections = [c for c in reader.connections if c.topic == spec.topic]
+        if not connections:
+            problems.append(Problem(str(source.path), "missing_topic", f"topic for role '{role}' is not recorded", topic=spec.topic))
+            continue
+        msgtype = connections[0].msgtype
+        if msgtype != spec.msgtype:
+            raise LogReadError(
+                f"bag {source.path}: topic {spec.topic} has type {msgtype}, but robot map "
+                f"'{robot_map.name}' expects {spec.msgtype} for role '{role}'; fix the type in the map"
+            )
+        mapped[role] = connections
+
+    typestores = _build_typestores(source, robot_map, mapped)
+    extractors = {role: _Extractor(role, mapped[role][0].msgtype, typestores[role], robot_map, source) for role in mapped}
+    topic_roles = {conns[0].topic: role for role, conns in mapped.items()}
+    columns = {role: ([], [], []) for role in mapped}
+
+    all_connections = [c for conns in mapped.values() for c in conns]
+    previous_log = -1
+    for connection, log_ns, raw in reader.messages(connections=all_connections):
+        role = topic_roles[connection.topic]
+        if log_ns < previous_log:
+            data.file_out_of_order = True
+        previous_log = log_ns
+        stamp, values = extractors[role].extract(raw)
+        logs, stamps, rows = columns[role]
+        logs.append(log_ns)
+        stamps.append(stamp)
+        rows.append(values)
+
+    data.file_out_of_order |= _mcap_chunks_overlap(reader)
+    for role, (logs, stamps, rows) in columns.items():
+        spec = robot_map.topics[role]
+        extractor = extractors[role]
+        width = ROLE_WIDTHS[role]  # the events role keeps its strings in `texts`, no numbers
+        stream = Stream(
+            role=role,
+            topic=spec.topic,
+            msgtype=extractor.msgtype,
+            log_ns=np.asarray(logs, dtype=np.int64),
+            stamp_ns=np.asarray(stamps, dtype=np.int64),
+            values=np.asarray(rows, dtype=np.float64).reshape(len(rows), width) if width else np.zeros((len(rows), 0)),
+            texts=rows if role == "events" else None,
+            declared_count=sum(c.msgcount for c in mapped[role]),
+            has_header=extractor.has_header,
+        )
+        data.streams[role] = stream
+        problems.extend(extractor.problems)
+        if len(stream) == 0:
+            problems.append(
+                Problem(str(source.path), "no_data", f"topic for role '{role}' is declared but holds 0 messages", topic=spec.topic)
+            )
+    return data
+
+
+def _storage_id(source: BagSource) -> str:
+    data = yaml.safe_load((source.path / "metadata.yaml").read_text())
+    return str(data["rosbag2_bagfile_information"].get("storage_identifier", "?"))
+
+
+def _mcap_chunks_overlap(reader: Reader) -> bool:
+    """Return True when MCAP chunks overlap in time (messages were stored out of time order)."""
+    storages = getattr(reader.storage, "storages", None) or [reader.storage]
+    for storage in storages:
+        chunks = getattr(storage, "chunks", None)
+        if not chunks:
+            continue
+        ordered = sorted(chunks, key=lambda chunk: getattr(chunk, "chunk_start_offset", 0))
+        latest_end = None
+        for chunk in ordered:
+            if latest_end is not None and chunk.message_start_time < latest_end:
+                return True
+            latest_end = chunk.message_end_time if latest_end is None else max(latest_end, chunk.message_end_time)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Typestores
+# ---------------------------------------------------------------------------------------------
+
+
+def _build_typestores(source: BagSource, robot_map: RobotMap, mapped: dict[str, list]) -> dict[str, object]:
+    """Pick the typestore each mapped role decodes with: the bag's stored definitions when the
+    topic has one, else the map's default typestore with its extra ``.msg`` files."""
+    stored: dict = {}
+    for connections in mapped.values():
+        connection = connections[0]
+        definition = connection.msgdef
+        if definition.format == MessageDefinitionFormat.NONE or not definition.data.strip():
+            continue
+        try:
+            if definition.format == MessageDefinitionFormat.MSG:
+                stored.update(get_types_from_msg(definition.data, connection.msgtype))
+            else:
+                stored.update(_types_from_idl(definition.data))
+        except Exception as error:  # the rosbags parsers raise several exception types
+            raise LogReadError(
+                f"bag {source.path}: the stored definition of {connection.msgtype} on topic "
+                f"{connection.topic} cannot be parsed ({error}); list a .msg file for it under "
+                f"'types' in the robot map"
+            ) from error
+
+    bag_store = None
+    if stored:
+        bag_store = get_typestore(Stores.EMPTY)
+        bag_store.register(stored)
+    default_store = default_typestore(robot_map)
+
+    stores = {}
+    for role, connections in mapped.items():
+        msgtype = connections[0].msgtype
+        store = bag_store if bag_store is not None and msgtype in bag_store.types else default_store
+        if msgtype not in store.types:
+            raise LogReadError(
+                f"bag {source.path}: cannot decode topic {connections[0].topic} of type {msgtype}: the bag "
+                f"stores no definition for it and typestore '{robot_map.typestore}' does not know it; "
+                f"register the definition by adding `types: {{{msgtype}: path/to/{msgtype.rsplit('/', 1)[-1]}.msg}}` "
+                f"to the robot map"
+            )
+        stores[role] = store
+    return stores
+
+
+def _types_from_idl(text: str) -> dict:
+    separator = "=" * 80 + "\n"
+    if not text.startswith(f"{separator}IDL: "):
+        return get_types_from_idl(text)
+    types: dict = {}
+    for part in text.split(separator)[1:]:
+        _, idl = part.split("\n", 1)
+        types.update(get_types_from_idl(idl))
+    return types
+
+
+_DEFAULT_STORES: dict[tuple, object] = {}
+
+
+def default_typestore(robot_map: RobotMap):
+    """Return the map's default typestore with its extra ``.msg`` types registered (cached)."""
+    key = (robot_map.typestore, tuple(sorted((k, str(v)) for k, v in robot_map.extra_types.items())))
+    store = _DEFAULT_STORES.get(key)
+    if store is None:
+        store = get_typestore(Stores(robot_map.typestore))
+        extra: dict = {}
+        for msgtype, path in robot_map.extra_types.items():
+            try:
+                extra.update(get_types_from_msg(Path(path).read_text(), msgtype))
+            except Exception as error:  # the rosbags parser raises several exception types
+                raise LogReadError(f"robot map '{robot_map.name}': cannot parse {path} as {msgtype}: {error}") from error
+        if extra:
+            store.register(extra)
+        _DEFAULT_STORES[key] = store
+    return store
+
+
+# ---------------------------------------------------------------------------------------------
+# Field extraction
+# ---------------------------------------------------------------------------------------------
+
+
+class _Extractor:
+    """Decode one role's messages into (stamp_ns, values) with the fields its role needs.
+
+    Field access is by name, so any message type with the standard type's fields works.
+    """
+
+    def __init__(self, role: str, msgtype: str, typestore, robot_map: RobotMap, source: BagSource):
+        self.role = role
+        self.msgtype = msgtype
+        self.typestore = typestore
+        self.robot_map = robot_map
+        self.source = source
+        self.problems: list[Problem] = []
+        self.has_header = "header" in {name for name, _ in typestore.fielddefs[msgtype][1]}
+        self._deserialize = typestore.deserialize_cdr
+        self._joint_index_cache: dict[tuple[str, ...], list[int] | None] = {}
+        self._reported: set[str] = set()
+        self.extract = getattr(self, f"_extract_{role}")
+
+    def _decode(self, raw):
+        try:
+            return self._deserialize(raw, self.msgtype)
+        except Exception as error:  # rosbags raises struct, index and serde errors on bad data
+            raise LogReadError(
+                f"bag {self.source.path}: a message on the '{self.role}' topic of type {self.msgtype} "
+                f"cannot be deserialized ({error}); the stored data does not match the definition"
+            ) from error
+
+    def _field_error(self, error: AttributeError) -> LogReadError:
+        return LogReadError(
+            f"bag {self.source.path}: type {self.msgtype} on the '{self.role}' topic lacks a field that "
+            f"{ROLE_TYPES[self.role]} has ({error}); map a topic of the standard type"
+        )
+
+    @staticmethod
+    def _stamp(msg) -> int:
+        stamp = msg.header.stamp
+        return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+    def _extract_ee_pose(self, raw):
+        msg = self._decode(raw)
+        try:
+            position = msg.pose.position
+            return self._stamp(msg), (position.x, position.y, position.z)
+        except AttributeError as error:
+            raise self._field_error(error) from error
+
+    _extract_object_pose = _extract_ee_pose
+    _extract_goal_pose = _extract_ee_pose
+
+    def _extract_ee_twist(self, raw):
+        msg = self._decode(raw)
+        try:
+            linear = msg.twist.linear
+            return self._stamp(msg), (linear.x, linear.y, linear.z)
+        except AttributeError as error:
+            raise self._field_error(error) from error
+
+    _extract_cmd_twist = _extract_ee_twist
+
+    def _extract_wrench(self, raw):
+        msg = self._decode(raw)
+        try:
+            force, torque = msg.wrench.force, msg.wrench.torque
+            return self._stamp(msg), (force.x, force.y, force.z, torque.x, torque.y, torque.z)
+        except AttributeError as error:
+            raise self._field_error(error) from error
+
+    def _extract_gripper_cmd(self, raw):
+        try:
+            return 0, (float(self._decode(raw).data),)
+        except AttributeError as error:
+            raise self._field_error(error) from error
+
+    def _extract_intervention(self, raw):
+        try:
+            return 0, (1.0 if self._decode(raw).data else 0.0,)
+        except AttributeError as error:
+            raise self._field_error(error) from error
+
+    def _extract_events(self, raw):
+        try:
+            return 0, str(self._decode(raw).data)
+        except AttributeError as error:
+            raise self._field_error(error) from error
+
+    def _extract_joint_states(self, raw):
+        msg = self._decode(raw)
+        try:
+            names, position, velocity = msg.name, msg.position, msg.velocity
+            stamp = self._stamp(msg)
+        except AttributeError as error:
+            raise self._field_error(error) from error
+
+        indices = self._finger_indices(tuple(names), len(position))
+        if indices is None:
+            return stamp, (math.nan, math.nan)
+        opening = float(sum(position[i] for i in indices))
+        if len(velocity) == len(position):
+            opening_velocity = float(sum(velocity[i] for i in indices))
+        else:
+            opening_velocity = math.nan  # filled by finite differences after alignment
+        return stamp, (opening, opening_velocity)
+
+    def _finger_indices(self, names: tuple[str, ...], count: int) -> list[int] | None:
+        key = names if names else ("", count)
+        if key in self._joint_index_cache:
+            return self._joint_index_cache[key]
+        joints = self.robot_map.gripper_joints
+        topic = self.robot_map.topics["joint_states"].topic
+        indices: list[int] | None
+        if names:
+            missing = [joint for joint in joints if joint not in names]
+            indices = None if missing else [names.index(joint) for joint in joints]
+            if missing:
+                self._report(
+                    "joint_names", f"joint states lack the finger joints {missing} (names: {list(names)}); "
+                    "the gripper opening is missing", topic,
+                )
+        else:
+            indices = list(self.robot_map.gripper_joint_indices) or None
+            if indices is not None and max(indices) >= count:
+                indices = None
+            if indices is None:
+                self._report(
+                    "joint_names", f"joint states carry {count} positions but an empty name list, and "
+                    "gripper.indices in the robot map does not cover them; the gripper opening is missing", topic,
+                )
+            else:
+                self._report(
+                    "joint_names", f"joint states carry an empty name list; using positions {indices} "
+                    "from gripper.indices in the robot map as the finger joints", topic,
+                )
+        self._joint_index_cache[key] = indices
+        return indices
+
+    def _report(self, kind: str, message: str, topic: str) -> None:
+        if message not in self._reported:
+            self._reported.add(message)
+            self.problems.append(Problem(str(self.source.path), kind, message, topic=topic))
+
+
+def parse_event(text: str) -> dict | None:
+    """Parse a JSON episode event; return None unless it is an object with ``event`` start/end."""
+    try:
+        event = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if not isinstance(event, dict):
+        return None
+    kind = event.get("event", event.get("type"))
+    if kind not in ("start", "end"):
+        return None
+    event["event"] = kind
+    return event
