@@ -115,6 +115,85 @@ class RandomizationConfig:
 
 
 @dataclass
+class ComponentWeights:
+    """Weights of the five significance components; they must sum to 1."""
+
+    learning_value: float = param(
+        0.20, help="weight of the learning value (output-layer gradient-norm bound)", low=0.0, high=1.0
+    )
+    difficulty: float = param(0.25, help="weight of the difficulty (imitation loss)", low=0.0, high=1.0)
+    novelty: float = param(
+        0.15, help="weight of the novelty (k-th nearest neighbour distance to trained episodes)",
+        low=0.0, high=1.0,
+    )
+    uncertainty: float = param(
+        0.10, help="weight of the uncertainty (mean predicted action standard deviation)", low=0.0, high=1.0
+    )
+    physical: float = param(
+        0.30, help="weight of the physical feedback from real-robot logs", low=0.0, high=1.0
+    )
+
+    def check(self, path: str) -> None:
+        total = (
+            self.learning_value + self.difficulty + self.novelty + self.uncertainty + self.physical
+        )
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(
+                f"{path}: the weights sum to {total:.6g}; they must sum to 1 so that a score stays "
+                f"in [0, 1]"
+            )
+        if total - self.physical <= 0.0:
+            raise ConfigError(
+                f"{path}: every weight except physical is 0; at least one learning-signal weight "
+                f"must be positive"
+            )
+
+
+@dataclass
+class FeedbackConfig:
+    """Physical feedback for simulated episodes from nearby real-robot episodes."""
+
+    radius_m: float = param(
+        0.05, help="largest context distance (object start and goal, 6-D) of a real neighbour",
+        unit="m", low=0.0, low_inclusive=False,
+    )
+    max_neighbours: int = param(
+        8, help="nearest real episodes used per simulated episode", unit="episodes", low=1
+    )
+    failure_weight: float = param(
+        0.8, help="added for real failures nearby, times their distance-weighted share", low=0.0
+    )
+    gap_scale: float = param(
+        0.5, help="sim-to-real success gap that maps to 1 before the cap", low=0.0, low_inclusive=False
+    )
+    gap_cap: float = param(0.7, help="largest contribution of the sim-to-real success gap", low=0.0)
+    force_limit_n: float = param(
+        30.0, help="contact force above which a step counts as unsafe", unit="N", low=0.0,
+        low_inclusive=False,
+    )
+    unsafe_weight: float = param(
+        0.5, help="added when the simulated episode or its real neighbours exceed force_limit_n",
+        low=0.0,
+    )
+    correction_weight: float = param(
+        0.6, help="added for human corrections in the real neighbours, times their weighted share",
+        low=0.0,
+    )
+    discrepancy_weight: float = param(
+        0.3, help="added for the trajectory discrepancy to real neighbours that logged commands, "
+        "at full discrepancy", low=0.0,
+    )
+    discrepancy_scale: float = param(
+        0.5, help="RMS action difference (normalized action units) that counts as full discrepancy",
+        low=0.0, low_inclusive=False,
+    )
+    discrepancy_points: int = param(
+        20, help="points on the normalized-time grid used to compare action sequences",
+        unit="points", low=2,
+    )
+
+
+@dataclass
 class SignificanceConfig:
     """The significance model that scores episodes in [0, 1]."""
 
@@ -122,6 +201,60 @@ class SignificanceConfig:
         512, help="recent episodes used for the robust normalization of each component",
         unit="episodes", low=8,
     )
+    normalization: Literal["rank", "quantile"] = param(
+        "rank", help="rank: mid-rank percentile in the window; quantile: linear between "
+        "quantile_low and quantile_high of the window, clipped"
+    )
+    quantile_low: float = param(0.05, help="lower window quantile mapped to 0", low=0.0, high=1.0)
+    quantile_high: float = param(0.95, help="upper window quantile mapped to 1", low=0.0, high=1.0)
+    robot_weights: ComponentWeights = param(ComponentWeights(), help="component weights for robot episodes")
+    vision_weights: ComponentWeights = param(
+        ComponentWeights(
+            learning_value=0.35, difficulty=0.25, novelty=0.20, uncertainty=0.20, physical=0.0
+        ),
+        help="component weights for image samples",
+    )
+    novelty_k: int = param(5, help="k of the k-th nearest trained neighbour", low=1)
+    novelty_memory: int = param(
+        256, help="trained feature vectors kept (a uniform reservoir sample) for novelty",
+        unit="episodes", low=1,
+    )
+    familiarity_floor: float = param(
+        0.3, help="lowest familiarity factor, reached after many trainings on one context",
+        low=0.0, high=1.0,
+    )
+    familiarity_half_count: float = param(
+        4.0, help="times trained on at which the familiarity factor is halfway from 1 to the floor",
+        unit="trainings", low=0.0, low_inclusive=False,
+    )
+    familiarity_cell_m: float = param(
+        0.02, help="grid cell size; contexts in one cell count as the same context", unit="m",
+        low=0.0, low_inclusive=False,
+    )
+    curriculum_breakpoints: list[float] = param(
+        [0.3, 0.7], help="fractions of training at which the difficulty scale steps to the next "
+        "value in curriculum_scales", low=0.0, high=1.0,
+    )
+    curriculum_scales: list[float] = param(
+        [0.5, 1.0, 1.5], help="difficulty weight multipliers before, between and after the breakpoints",
+        low=0.0,
+    )
+    feedback: FeedbackConfig = param(FeedbackConfig(), help="physical feedback from real-robot logs")
+
+    def check(self, path: str) -> None:
+        if self.quantile_low >= self.quantile_high:
+            raise ConfigError(
+                f"{path}: quantile_low={self.quantile_low} must be below "
+                f"quantile_high={self.quantile_high}"
+            )
+        points = self.curriculum_breakpoints
+        if any(later <= earlier for earlier, later in zip(points, points[1:])):
+            raise ConfigError(f"{path}.curriculum_breakpoints: {points} must increase strictly")
+        if len(self.curriculum_scales) != len(points) + 1:
+            raise ConfigError(
+                f"{path}.curriculum_scales: {len(points)} breakpoints need {len(points) + 1} scales, "
+                f"got {len(self.curriculum_scales)} ({self.curriculum_scales})"
+            )
 
 
 @dataclass
@@ -135,6 +268,56 @@ class GateConfig:
         0.25, help="share of episodes admitted to the large model", low=0.0, high=1.0,
         low_inclusive=False,
     )
+    initial_threshold: float = param(0.5, help="score threshold before the first controller update")
+    temperature: float = param(
+        0.0, help="0 opens when score > threshold; above 0 opens with probability "
+        "sigmoid((score - threshold) / temperature)", low=0.0,
+    )
+    update_every: int = param(
+        50, help="decisions between controller updates; the rate is measured over them",
+        unit="decisions", low=1,
+    )
+    kp: float = param(
+        0.08, help="proportional gain: threshold change per unit of rate error at each update", low=0.0
+    )
+    ki: float = param(0.01, help="integral gain: threshold change per unit of accumulated rate error", low=0.0)
+    integral_limit: float = param(
+        2.0, help="clamp on the accumulated rate error (anti-windup)", low=0.0
+    )
+    deadband: float = param(
+        0.005, help="rate errors smaller than this leave the threshold and integral unchanged",
+        low=0.0, high=1.0,
+    )
+    min_threshold: float = param(0.0, help="lowest threshold the controller may set")
+    max_threshold: float = param(1.0, help="highest threshold the controller may set")
+    probe_rate: float = param(
+        0.0, help="share of otherwise skipped episodes opened at random so skipped data keeps being "
+        "measured", low=0.0, high=1.0, high_inclusive=False,
+    )
+    decision_log_size: int = param(
+        1000, help="most recent decisions kept with their score, threshold and reason",
+        unit="decisions", low=0,
+    )
+    history_size: int = param(
+        10000, help="most recent controller updates kept in the threshold history", unit="updates", low=1
+    )
+
+    def check(self, path: str) -> None:
+        if self.min_threshold >= self.max_threshold:
+            raise ConfigError(
+                f"{path}: min_threshold={self.min_threshold} must be below "
+                f"max_threshold={self.max_threshold}"
+            )
+        if not self.min_threshold <= self.initial_threshold <= self.max_threshold:
+            raise ConfigError(
+                f"{path}: initial_threshold={self.initial_threshold} is outside "
+                f"[min_threshold, max_threshold] = [{self.min_threshold}, {self.max_threshold}]"
+            )
+        if self.mode == "on" and self.probe_rate >= self.target_rate:
+            raise ConfigError(
+                f"{path}: probe_rate={self.probe_rate} must be below target_rate={self.target_rate}, "
+                f"or probes alone would exceed the target rate"
+            )
 
 
 @dataclass
