@@ -425,6 +425,23 @@ class LogsConfig:
         "robots/standin.yaml",
         help="topic map; a path, or a path relative to the packaged configs/ directory",
     )
+    max_gap_s: float = param(
+        0.5, help="longest silence of a streaming topic inside an episode before it counts as a gap",
+        unit="s", low=0.0, low_inclusive=False,
+    )
+    on_gap: Literal["split", "reject"] = param(
+        "split", help="split: cut the episode at a gap; reject: drop an episode that has a gap"
+    )
+    clock_jump_s: float = param(
+        0.5, help="a timestamp this far below its predecessor is a clock jump; smaller steps back are reordered",
+        unit="s", low=0.0, low_inclusive=False,
+    )
+    min_episode_steps: int = param(
+        1, help="episodes (or pieces after a split) with fewer control steps are skipped", unit="steps", low=1
+    )
+    labels_file: str = param(
+        "labels.yaml", help="file beside a bag without episode events that maps bag name -> success"
+    )
 
 
 @dataclass
