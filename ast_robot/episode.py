@@ -174,7 +174,8 @@ class Episode:
         if self.flags.get("nan_sensor", False):
             return
         arrays: dict[str, np.ndarray] = {f"obs['{k}']": v for k, v in self.obs.items()}
-        arrays["wrench"] = self.wrench if self.wrench is not None else np.zeros((0, 6))
+        if self.wrench is not None:
+            arrays["wrench"] = self.wrench
         for name, array in arrays.items():
             bad_steps = ~np.isfinite(array).all(axis=1)
             group = name[5:-2] if name.startswith("obs[") else "force"
