@@ -107,11 +107,122 @@ class EnvConfig:
             )
 
 
+MIN_FRICTION = 1e-5
+"""MuJoCo's mjMINMU: smaller friction coefficients are silently raised to this value."""
+
+MAX_FRICTION = 3.0
+"""Largest friction coefficient accepted; real material pairs stay below about 1.5, so larger
+values are rejected as likely typos."""
+
+
+def _range_param(default: tuple[float, float], *, help: str, unit: str | None = None, **bounds: Any) -> Any:
+    """Declare a ``[low, high]`` sampling range; both ends must lie within `bounds`."""
+    return param(default, help=help, unit=unit, **bounds)
+
+
 @dataclass
 class RandomizationConfig:
-    """Domain randomization of the simulated tasks."""
+    """Domain randomization of the simulated tasks.
+
+    Every range is ``[low, high]`` and is sampled uniformly at each reset; ``low == high`` fixes
+    the value. Scale factors multiply the value in the MJCF model. `latency_steps` lists the
+    choices of action latency, each equally likely.
+    """
 
     enabled: bool = param(True, help="sample domain parameters at every reset")
+    object_mass_kg: tuple[float, float] = _range_param(
+        (0.06, 0.2), help="object mass", unit="kg", low=0.0, low_inclusive=False, high=5.0
+    )
+    object_half_size_m: tuple[float, float] = _range_param(
+        (0.018, 0.024), help="half edge length of the cube", unit="m", low=0.01, high=0.03
+    )
+    object_friction: tuple[float, float] = _range_param(
+        (0.6, 1.2), help="sliding friction coefficient of the object", low=MIN_FRICTION, high=MAX_FRICTION
+    )
+    table_friction: tuple[float, float] = _range_param(
+        (0.4, 1.0), help="sliding friction coefficient of the table top", low=MIN_FRICTION, high=MAX_FRICTION
+    )
+    finger_friction: tuple[float, float] = _range_param(
+        (0.8, 1.5), help="sliding friction coefficient of the finger pads", low=MIN_FRICTION,
+        high=MAX_FRICTION,
+    )
+    table_size_scale: tuple[float, float] = _range_param(
+        (1.0, 1.0), help="scale of the table top's horizontal half-extents", unit="x nominal",
+        low=0.5, high=3.0,
+    )
+    joint_damping_scale: tuple[float, float] = _range_param(
+        (0.7, 1.5), help="scale of the gripper joints' damping", unit="x nominal", low=0.0, high=10.0
+    )
+    actuator_gain_scale: tuple[float, float] = _range_param(
+        (0.8, 1.25), help="scale of the position servos' stiffness (damping follows to keep the "
+        "damping ratio)", unit="x nominal", low=0.1, high=10.0,
+    )
+    gravity_tilt_rad: tuple[float, float] = _range_param(
+        (0.0, 0.02), help="angle between gravity and -z, in a uniformly random direction", unit="rad",
+        low=0.0, high=0.2,
+    )
+    latency_steps: list[int] = param(
+        [0, 1], help="choices of action latency; an action takes effect this many steps later",
+        unit="control steps", low=0,
+    )
+    action_noise_std: tuple[float, float] = _range_param(
+        (0.0, 0.05), help="standard deviation of Gaussian noise added to each action component",
+        unit="normalized action units", low=0.0, high=1.0,
+    )
+    proprio_noise_std: tuple[float, float] = _range_param(
+        (0.0, 0.002), help="standard deviation of Gaussian noise on the proprio group",
+        unit="m or m/s", low=0.0, high=1.0,
+    )
+    object_noise_std_m: tuple[float, float] = _range_param(
+        (0.0, 0.005), help="standard deviation of Gaussian noise on the object group", unit="m",
+        low=0.0, high=1.0,
+    )
+    goal_noise_std_m: tuple[float, float] = _range_param(
+        (0.0, 0.0), help="standard deviation of Gaussian noise on the goal group", unit="m",
+        low=0.0, high=1.0,
+    )
+    force_bias_n: tuple[float, float] = _range_param(
+        (-0.3, 0.3), help="constant bias of each wrist force component", unit="N", low=-100.0, high=100.0
+    )
+    force_noise_std_n: tuple[float, float] = _range_param(
+        (0.0, 0.1), help="standard deviation of Gaussian noise on each wrist force component",
+        unit="N", low=0.0, high=100.0,
+    )
+    torque_bias_nm: tuple[float, float] = _range_param(
+        (-0.02, 0.02), help="constant bias of each wrist torque component", unit="N*m", low=-10.0,
+        high=10.0,
+    )
+    torque_noise_std_nm: tuple[float, float] = _range_param(
+        (0.0, 0.005), help="standard deviation of Gaussian noise on each wrist torque component",
+        unit="N*m", low=0.0, high=10.0,
+    )
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """Every ``[low, high]`` range field by name."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), tuple)
+        }
+
+    def check(self, path: str) -> None:
+        for name, (low, high) in self.ranges().items():
+            if low > high:
+                raise ConfigError(
+                    f"{path}.{name}: the range [{low:g}, {high:g}] has low > high; write it as "
+                    f"[low, high]"
+                )
+        if not self.latency_steps:
+            raise ConfigError(f"{path}.latency_steps: the list of choices is empty; use [0] for no latency")
+
+    def check_episode_length(self, path: str, max_steps: int) -> None:
+        """Reject latencies that reach the step limit, when no action would ever take effect."""
+        longest = max(self.latency_steps)
+        if longest >= max_steps:
+            raise ConfigError(
+                f"{path}.latency_steps: latency {longest} control steps is not shorter than the "
+                f"episode (env.max_steps={max_steps}); no action would take effect in time"
+            )
 
 
 @dataclass
@@ -576,7 +687,9 @@ class Config:
     """The whole resolved configuration of a run."""
 
     env: EnvConfig = param(EnvConfig(), help="simulated task")
-    randomization: RandomizationConfig = param(RandomizationConfig(), help="domain randomization")
+    randomization: RandomizationConfig = param(
+        RandomizationConfig(), help="domain randomization; each [low, high] range is sampled uniformly at reset"
+    )
     significance: SignificanceConfig = param(SignificanceConfig(), help="significance model")
     gate: GateConfig = param(GateConfig(), help="Sundew gate")
     policy: PolicyConfig = param(PolicyConfig(), help="transformer policy and proxy")
@@ -584,6 +697,10 @@ class Config:
     logs: LogsConfig = param(LogsConfig(), help="real-robot logs")
     vision: VisionConfig = param(VisionConfig(), help="image classification mode")
     bridge: BridgeConfig = param(BridgeConfig(), help="ROS2 bridge node on a robot")
+
+    def check(self, path: str) -> None:
+        """Cross-section rules; `path` is empty for the root."""
+        self.randomization.check_episode_length("randomization", self.env.max_steps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -997,7 +1114,7 @@ def _run_checks(obj: Any, path: str, converter: _Converter) -> None:
         if dataclasses.is_dataclass(child):
             _run_checks(child, f"{path}.{f.name}" if path else f.name, converter)
     check = getattr(obj, "check", None)
-    if callable(check) and path:
+    if callable(check):
         try:
             check(path)
         except ConfigError as error:
