@@ -79,26 +79,29 @@ def build_segments(
     streams: dict[str, Stream], *, bag: str, clock_jump_ns: int, problems: list[Problem]
 ) -> list[Segment]:
     """Run steps 1 to 3 of the module docstring on one recording's streams."""
+    ordered = {role: _reordered(stream, np.argsort(stream.log_ns, kind="stable")) for role, stream in streams.items()}
+    # Receive order from here on: the recorder's clock is the one order all topics share.
+    stamped = [stream for stream in ordered.values() if stream.has_header and (stream.stamp_ns != 0).any()]
+    fallback_offset = (
+        int(np.median(np.concatenate([s.stamp_ns[s.stamp_ns != 0] - s.log_ns[s.stamp_ns != 0] for s in stamped])))
+        if stamped else 0
+    )
     effective: dict[str, np.ndarray] = {}
-    ordered: dict[str, Stream] = {}
-    for role, stream in streams.items():
-        # Receive order: the recorder's clock is the one order all topics share.
-        order = np.argsort(stream.log_ns, kind="stable")
-        stream = _reordered(stream, order)
-        ordered[role] = stream
-        if stream.has_header:
-            zero = stream.stamp_ns == 0
-            # A zero stamp at log time 0 agrees with the log; only report stamps that disagree.
-            unstamped = zero & (stream.log_ns != 0)
-            if unstamped.any():
-                problems.append(
-                    Problem(
-                        bag, "zero_stamps",
-                        f"{int(unstamped.sum())} of {len(stream)} header stamps are zero; using the log time for them",
-                        topic=stream.topic, time_ns=int(stream.log_ns[np.flatnonzero(unstamped)[0]]),
-                    )
+    for role, stream in ordered.items():
+        if not stream.has_header:
+            continue
+        zero = stream.stamp_ns == 0
+        effective[role] = _fill_zero_stamps(stream, zero, fallback_offset)
+        # A zero stamp at log time 0 agrees with the log; only report stamps that disagree.
+        unstamped = zero & (stream.log_ns != 0)
+        if unstamped.any():
+            problems.append(
+                Problem(
+                    bag, "zero_stamps",
+                    f"{int(unstamped.sum())} of {len(stream)} header stamps are zero; using their log time, shifted onto the topic's clock",
+                    topic=stream.topic, time_ns=int(stream.log_ns[np.flatnonzero(unstamped)[0]]),
                 )
-            effective[role] = np.where(zero, stream.log_ns, stream.stamp_ns)
+            )
 
     jumps = {role: _find_jumps(ordered[role], t, clock_jump_ns, bag, problems) for role, t in effective.items()}
     cut_times = _cluster_cuts([int(ordered[role].log_ns[i]) for role, idx in jumps.items() for i in idx])
@@ -120,6 +123,25 @@ def build_segments(
     for index in range(len(cut_times) + 1):
         segments.append(_make_segment(index, ordered, effective, segment_ids, bag, problems))
     return [segment for segment in segments if segment is not None]
+
+
+def _fill_zero_stamps(stream: Stream, zero: np.ndarray, fallback_offset: int) -> np.ndarray:
+    """Replace zero stamps by the log time, moved onto the topic's stamp clock.
+
+    The shift is the stamp-minus-log offset of the next stamped message of the same topic (the
+    last one for trailing zeros). A clock that restarts (a simulation reset) starts at exactly
+    0, so the zero belongs with the messages after it. A topic without any stamp uses the
+    median offset of the other topics (about 0 when everything is stamped with wall time).
+    """
+    if not zero.any():
+        return stream.stamp_ns
+    stamped = np.flatnonzero(~zero)
+    if not len(stamped):
+        return stream.log_ns + fallback_offset
+    offsets = stream.stamp_ns[stamped] - stream.log_ns[stamped]
+    position = np.searchsorted(stamped, np.arange(len(zero)), side="left")
+    offset = offsets[np.minimum(position, len(stamped) - 1)]
+    return np.where(zero, stream.log_ns + offset, stream.stamp_ns)
 
 
 def _reordered(stream: Stream, order: np.ndarray) -> Stream:

@@ -68,7 +68,10 @@ def find_bags(path: str | Path) -> tuple[list[BagSource], list[Problem]]:
                 continue
             subdirs.sort()
             storage = sorted(name for name in files if name.endswith(STORAGE_SUFFIXES + COMPRESSED_SUFFIXES))
-            looks_like_bag = any(name.startswith(f"{here.name}_") for name in storage)
+            # ros2 bag names storage files <bag>_<index>.<ext>; rosbags writes <bag>.<ext>.
+            looks_like_bag = any(
+                name.startswith(f"{here.name}_") or name.split(".", 1)[0] == here.name for name in storage
+            )
             if looks_like_bag:
                 problems.append(
                     Problem(
