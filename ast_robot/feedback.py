@@ -1,6 +1,6 @@
 """Physical feedback for simulated episodes from real-robot episodes in similar situations.
 
-`RealFeedbackIndex` holds real episodes by their context (object start and goal positions, 6-D,
+`RealFeedbackIndex` indexes real episodes by their context (object start and goal positions, 6-D,
 metres). For a simulated episode it takes up to `max_neighbours` nearest real episodes within
 `radius_m` and weights neighbour j at context distance d_j with the biweight kernel
 w_j = (1 - (d_j / radius)^2)^2, so weight fades to 0 at the radius. No neighbour in range means

@@ -14,8 +14,8 @@ decisions that opened (probes included, because they spend compute too) and t th
     threshold = clip(threshold + kp * error + ki * integral, min_threshold, max_threshold)
 
 so a rate above target RAISES the threshold. Errors with |error| < deadband change nothing.
-Because the proportional term acts on the threshold increment, it already drives the long-run
-rate to the target; the small integral term speeds up the response to a lasting offset.
+The proportional term acts on the threshold increment, so it already drives the long-run rate to
+the target. The small integral term speeds up the response to a lasting offset.
 
 Modes give honest baselines: ``on`` gates by score, ``off`` opens everything, ``random`` opens
 each item with probability `target_rate` whatever its score. The controller runs only in ``on``.
@@ -88,7 +88,7 @@ class GateDecision:
 
 @dataclass
 class GateStats:
-    """What the gate has done since it was created (or since the state it was restored from).
+    """Counts and history of the gate since it was created (or since the state it was restored from).
 
     Compute is in the caller's cost units (1 per item when no costs were given).
     """
@@ -239,7 +239,7 @@ class SundewGate:
         return is_open, codes, thresholds
 
     def _update_threshold(self, *, decision_index: int) -> None:
-        """One PI step on the rate measured over the last `update_every` decisions.
+        """Move the threshold by one PI step on the rate of the last `update_every` decisions.
 
         `decision_index` is the number of decisions made when the update happens.
         """
@@ -357,7 +357,7 @@ class SundewGate:
         )
 
     def state_dict(self) -> dict:
-        """The full gate state as plain Python values (JSON-serializable)."""
+        """Return the full gate state as plain Python values (JSON-serializable)."""
         return {
             "version": _STATE_VERSION,
             "threshold": self.threshold,

@@ -18,9 +18,9 @@ values of a component, the current batch included):
 | curriculum scale | training progress p in [0, 1] | `curriculum_scales[i]` where i = breakpoints passed by p (default 0.5x, 1.0x, 1.5x) |
 
 Robust normalization: ``rank`` (default) gives the mid-rank percentile of the value in the window,
-(less + (less_or_equal - 1)) / (2 * (n - 1)), so the window minimum maps to 0 and its maximum to
-1 and outliers cannot squash the rest; ``quantile`` maps the window's `quantile_low` quantile to 0
-and `quantile_high` to 1 linearly, clipped. A NaN raw value (a missing step statistic) gets the
+(less + (less_or_equal - 1)) / (2 * (n - 1)). The window minimum maps to 0 and its maximum to 1,
+and an outlier cannot squash the other values. ``quantile`` maps the window's `quantile_low`
+quantile to 0 and `quantile_high` to 1 linearly, clipped. A NaN raw value (a missing step statistic) gets the
 neutral value 0.5 and does not enter the window.
 
 Weights: the modality's weights from config (robot 0.20, 0.25, 0.15, 0.10, 0.30; vision 0.35,
@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from ast_robot.config import ComponentWeights, SignificanceConfig
 from ast_robot.episode import Episode
@@ -100,19 +101,19 @@ class SignificanceInputs:
         if self.physical is not None:
             self.physical = _as_vector("physical", self.physical, n)
             if not np.isfinite(self.physical).all():
-                raise SignificanceError("physical feedback holds NaN or Inf; use 0 for 'no evidence'")
+                raise SignificanceError("physical feedback contains NaN or Inf; use 0 for 'no evidence'")
         if self.novelty_features is not None:
             self.novelty_features = _as_matrix("novelty_features", self.novelty_features, n)
         if self.context is not None:
             self.context = _as_matrix("context", self.context, n)
             if not np.isfinite(self.context).all():
-                raise SignificanceError("context holds NaN or Inf")
+                raise SignificanceError("context contains NaN or Inf; contexts are positions in metres")
 
     def __len__(self) -> int:
         return len(self.learning_value)
 
     def subset(self, selection: np.ndarray) -> SignificanceInputs:
-        """The items picked by a boolean mask (N,) or an index array, e.g. the admitted ones."""
+        """Select items by a boolean mask (N,) or an index array, e.g. the admitted ones."""
 
         def pick(values):
             return None if values is None else values[selection]
@@ -175,7 +176,7 @@ class ScoreResult:
         return len(self.score)
 
     def explain(self, index: int) -> dict[str, float]:
-        """One item's score, components and factors as plain floats (for logs)."""
+        """Return one item's score, components and factors as plain floats (for logs)."""
         row = {"score": float(self.score[index]), "weighted_sum": float(self.weighted_sum[index])}
         for name, values in self.components.items():
             row[name] = float(values[index])
@@ -261,21 +262,26 @@ def familiarity_factor(counts: np.ndarray, cfg: SignificanceConfig) -> np.ndarra
 
 
 def rank_normalize(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Mid-rank percentile of each value among `reference` (which contains them), float (N,).
+    """Mid-rank percentile of each value among `reference`, float (N,).
 
-    The reference minimum maps to 0 and its maximum to 1; a single-value reference gives 0.5.
+    `reference` must end with `values` (the window followed by the batch). Ties share their mean
+    rank; the reference minimum maps to 0 and its maximum to 1; a single-value reference gives 0.5.
     """
-    ordered = np.sort(reference)
-    if len(ordered) < 2:
-        return np.full(len(values), NEUTRAL)
-    # Sorted queries make the binary searches cache friendly.
-    order = np.argsort(values, kind="stable")
-    queries = values[order]
-    less = np.searchsorted(ordered, queries, side="left")
-    less_or_equal = np.searchsorted(ordered, queries, side="right")
-    ranks = np.empty(len(values))
-    ranks[order] = (less + less_or_equal - 1) / (2.0 * (len(ordered) - 1))
-    return np.clip(ranks, 0.0, 1.0)
+    n_ref, n = len(reference), len(values)
+    if n_ref < 2:
+        return np.full(n, NEUTRAL)
+    order = np.argsort(reference, kind="stable")
+    ordered = reference[order]
+    # Tie groups in sorted order: each starts where the value changes.
+    starts_group = np.empty(n_ref, dtype=bool)
+    starts_group[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts_group[1:])
+    group = np.cumsum(starts_group) - 1
+    first = np.flatnonzero(starts_group)  # values below the group
+    after = np.append(first[1:], n_ref)  # values at or below the group
+    ranks = np.empty(n_ref)
+    ranks[order] = (first[group] + after[group] - 1) / (2.0 * (n_ref - 1))
+    return ranks[n_ref - n:]
 
 
 def quantile_normalize(values: np.ndarray, reference: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -382,6 +388,8 @@ class SignificanceModel:
         self.cell_counts = np.zeros(0, dtype=np.int64)
         self.domain_keys: list[str] | None = None
         self._warned_no_features = False
+        self._warned_no_memory = False
+        self._scored_features = False
 
     # -- building inputs -------------------------------------------------------------------
 
@@ -492,7 +500,7 @@ class SignificanceModel:
         return familiarity_factor(self.times_trained(batch.context), self.cfg)
 
     def times_trained(self, contexts: np.ndarray) -> np.ndarray:
-        """How often each context's grid cell was trained on, int64 (N,)."""
+        """Count how often each context's grid cell was trained on, int64 (N,)."""
         keys = _cell_keys(np.asarray(contexts, dtype=np.float64), self.cfg.familiarity_cell_m)
         if len(self.cell_keys) == 0:
             return np.zeros(len(keys), dtype=np.int64)
@@ -508,6 +516,8 @@ class SignificanceModel:
         n = len(batch)
         if batch.novelty is not None:
             return batch.novelty
+        if batch.novelty_features is not None:
+            self._scored_features = True
         if batch.novelty_features is None:
             if not self._warned_no_features:
                 logger.warning("significance inputs carry no novelty features; novelty is scored neutral (0.5)")
@@ -540,6 +550,12 @@ class SignificanceModel:
         if isinstance(contexts, SignificanceInputs):
             features = contexts.novelty_features if features is None else features
             contexts = contexts.context
+        if features is None and self._scored_features and not self._warned_no_memory:
+            logger.warning(
+                "mark_trained got no novelty features, so the novelty memory stays empty and "
+                "novelty scores 1 for every item; pass the admitted SignificanceInputs instead"
+            )
+            self._warned_no_memory = True
         if contexts is not None:
             self._count_contexts(np.asarray(contexts, dtype=np.float64))
         if features is not None:
@@ -653,33 +669,53 @@ def knn_distance(
 
     kth = min(k, len(b)) - 1
     # |a - b|^2 = |a|^2 + (|b|^2 - 2 a.b); |a|^2 is constant along a row, so it is added after
-    # the selection. partial (N, M) float32 is the largest temporary.
-    partial = a @ (-2.0 * b.T)
-    partial += (b * b).sum(axis=1)[None, :]
-    selected = np.partition(partial, kth, axis=1)[:, kth].astype(np.float64)
+    # the selection. Row chunks keep the (rows, M) float32 block in cache.
+    minus_two_bt = -2.0 * b.T
+    b_squared = (b * b).sum(axis=1)
+    selected = np.empty(len(a))
+    with _single_thread_blas():
+        for start in range(0, len(a), _KNN_CHUNK_ROWS):
+            partial = a[start:start + _KNN_CHUNK_ROWS] @ minus_two_bt
+            partial += b_squared
+            selected[start:start + _KNN_CHUNK_ROWS] = np.partition(partial, kth, axis=1)[:, kth]
     squared = selected + (a.astype(np.float64) ** 2).sum(axis=1)
     return np.sqrt(np.maximum(squared, 0.0))
 
 
-_CELL_MULTIPLIERS = np.array(
-    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
-     0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53],
-    dtype=np.uint64,
-)
+_KNN_CHUNK_ROWS = 1024
+_blas_controller: ThreadpoolController | None = None
+
+
+def _single_thread_blas():
+    """Context that limits BLAS libraries to one thread.
+
+    These products are small (rows x memory x features). On 2 cores busy with other work, a
+    (1000 x 12) @ (12 x 256) float32 product took 9-14 ms with OpenBLAS 0.3.31 on 2 threads and
+    0.3-0.4 ms on 1 thread. NOTE: the limit is process-wide while it lasts, so BLAS calls in
+    other threads run single-threaded during it too.
+    """
+    global _blas_controller
+    if _blas_controller is None:
+        _blas_controller = ThreadpoolController()
+    return _blas_controller.limit(limits=1, user_api="blas")
 
 
 def _cell_keys(contexts: np.ndarray, cell_m: float) -> np.ndarray:
     """Hash each context's grid cell to one uint64 key, (N,).
 
-    Collisions between distinct cells are possible but have probability about N^2 / 2^64.
+    Each cell coordinate is folded in with the splitmix64 mixing steps, so distinct cells
+    collide about as often as random 64-bit keys would (an estimate: about C^2 / 2^65 for C
+    distinct cells).
     """
     cells = np.floor(contexts / cell_m).astype(np.int64).view(np.uint64)
-    width = cells.shape[1]
-    multipliers = np.resize(_CELL_MULTIPLIERS, width)
+    keys = np.full(len(cells), 0x9E3779B97F4A7C15, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        mixed = cells * multipliers
-        keys = np.bitwise_xor.reduce(mixed + np.arange(width, dtype=np.uint64), axis=1)
-        keys ^= keys >> np.uint64(31)
+        for column in cells.T:
+            keys ^= column
+            keys *= np.uint64(0xBF58476D1CE4E5B9)
+            keys ^= keys >> np.uint64(31)
+        keys *= np.uint64(0x94D049BB133111EB)
+        keys ^= keys >> np.uint64(29)
     return keys
 
 

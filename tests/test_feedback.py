@@ -144,7 +144,7 @@ def test_unsafe_real_neighbour_adds_half():
     assert result.total[0] == pytest.approx(0.5)
 
 
-def test_nan_force_in_real_episode_is_missing_not_unsafe():
+def test_nan_real_force_is_not_unsafe():
     wrench = np.full((10, 6), np.nan, np.float32)
     real = make_episode(context=HERE, success=True, wrench=wrench, flags={"nan_sensor": True})
     real.obs["force"][:] = np.nan

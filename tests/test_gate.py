@@ -280,7 +280,7 @@ def test_threshold_recovers_after_forced_high_saturation():
 
 
 @pytest.mark.parametrize("score_value", [0.0, 0.5, 1.0])
-def test_random_mode_opens_at_target_rate_whatever_the_scores(score_value):
+def test_random_mode_ignores_score_values(score_value):
     gate = SundewGate(make_cfg(mode="random", target_rate=0.1), seed=3)
     decision = gate.decide(np.full(40_000, score_value))
     # 5 standard deviations of a binomial share at n = 40000.

@@ -158,7 +158,7 @@ def test_progress_outside_unit_interval_rejected():
 # -- familiarity ------------------------------------------------------------------------------
 
 
-def test_familiarity_is_one_for_unseen_and_falls_to_floor():
+def test_familiarity_falls_from_one_to_floor():
     cfg = SignificanceConfig()
     counts = np.arange(0, 200)
     factor = familiarity_factor(counts, cfg)
@@ -229,7 +229,7 @@ def test_outlier_does_not_squash_other_components():
     assert others.max() - others.min() > 0.95
 
 
-def test_components_in_unit_interval_and_score_reported_in_parts():
+def test_score_reports_components_and_factors():
     rng = np.random.default_rng(2)
     model = SignificanceModel(SignificanceConfig(), has_real_feedback=True)
     model.mark_trained(random_inputs(rng, 40))
@@ -237,8 +237,10 @@ def test_components_in_unit_interval_and_score_reported_in_parts():
     assert set(result.components) == set(COMPONENTS)
     for name, values in result.components.items():
         assert values.shape == (300,)
-        assert values.min() >= 0.0 and values.max() <= 1.0, name
-    assert result.score.min() >= 0.0 and result.score.max() <= 1.0
+        assert values.min() >= 0.0, name
+        assert values.max() <= 1.0, name
+    assert result.score.min() >= 0.0
+    assert result.score.max() <= 1.0
     assert result.factors["curriculum_scale"] == 1.5
     np.testing.assert_allclose(result.weighted_sum, combine(result.components, result.weights))
     row = result.explain(7)
@@ -477,3 +479,11 @@ def test_config_rejects_unordered_breakpoints():
 def test_unknown_modality_rejected():
     with pytest.raises(SignificanceError, match="modality must be 'robot' or 'vision'"):
         SignificanceModel(SignificanceConfig(), modality="audio")
+
+
+def test_mark_trained_without_features_warns(caplog):
+    model = SignificanceModel(SignificanceConfig())
+    model.score(random_inputs(np.random.default_rng(0), 5), progress=0.5)
+    with caplog.at_level("WARNING", logger="ast_robot.significance"):
+        model.mark_trained(np.zeros((2, 6)))
+    assert "novelty memory stays empty" in caplog.text
