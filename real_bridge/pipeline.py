@@ -37,6 +37,10 @@ from ast_robot.real_bridge.topic_map import RobotMap
 
 logger = logging.getLogger(__name__)
 
+CONTROL_EVENTS_TOPIC = "/ast_robot/bridge_events"
+"""std_msgs/String JSON the bridge node publishes and records on every arm, disarm, reset and stop
+change (``{"event": "arm"}``), kept off the episode events topic that log readers segment by."""
+
 SENSOR_ROLES = ("joint_states", "ee_pose", "ee_twist", "object_pose", "goal_pose", "wrench")
 """Topic-map roles that carry observations."""
 
@@ -331,8 +335,9 @@ class ControlCore:
             return np.zeros(3), gripper, True
         return self._teleop_linear[0], gripper, False
 
-    def watchdog_check(self, t_ns: int) -> SafeCommand | None:
-        """Return a zero command when observations went stale since the last command, else None.
+    def watchdog_check(self, t_ns: int) -> TickResult | None:
+        """Return a control step at `t_ns` (a zero command) when observations went stale while
+        the last command moved the robot, else None.
 
         Runs between control steps so a stale sensor stops the robot within the watchdog
         timeout plus one check period, not one control period later.
@@ -343,7 +348,7 @@ class ControlCore:
             return None
         if not np.any(self.last_command.linear_m_s):
             return None
-        return self.tick(t_ns).command
+        return self.tick(t_ns)
 
     def _finish(self, command, action, action_std, stale, t_ns) -> TickResult:
         if command.send:

@@ -30,6 +30,7 @@ import json
 import logging
 import signal
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ try:
     from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Bool, Float64, String
@@ -51,7 +52,7 @@ except ImportError as error:  # pragma: no cover - exercised by a test that hide
     raise MissingExtraError("ros", error.name or "rclpy", "the ROS2 bridge") from error
 
 from ast_robot.config import BridgeConfig
-from ast_robot.real_bridge.pipeline import SENSOR_ROLES, ControlCore, TickResult
+from ast_robot.real_bridge.pipeline import CONTROL_EVENTS_TOPIC, SENSOR_ROLES, ControlCore, TickResult
 from ast_robot.real_bridge.topic_map import RobotMap
 
 logger = logging.getLogger(__name__)
@@ -89,17 +90,6 @@ def stamp_ns(stamp: Any) -> int:
 def set_stamp(header: Any, t_ns: int) -> None:
     header.stamp.sec = int(t_ns // 1_000_000_000)
     header.stamp.nanosec = int(t_ns % 1_000_000_000)
-
-
-def message_to_fields(msg: Any) -> Any:
-    """Convert an rclpy message into nested plain dicts, lists and numbers (for the log writer)."""
-    if hasattr(msg, "get_fields_and_field_types"):
-        return {name: message_to_fields(getattr(msg, name)) for name in msg.get_fields_and_field_types()}
-    if isinstance(msg, (list, tuple)) or type(msg).__name__ == "array":
-        return [message_to_fields(item) for item in msg]
-    if isinstance(msg, np.ndarray):
-        return msg.tolist()
-    return msg
 
 
 class BridgeNode(Node):
@@ -169,6 +159,7 @@ class BridgeNode(Node):
             self.gripper_publisher = self.create_publisher(Float64, topics["gripper_cmd"].topic, RELIABLE_QOS)
         self.events_publisher = self.create_publisher(String, topics["events"].topic, RELIABLE_QOS)
         self.status_publisher = self.create_publisher(String, "~/status", RELIABLE_QOS)
+        self.control_events_publisher = self.create_publisher(String, CONTROL_EVENTS_TOPIC, RELIABLE_QOS)
 
     def _create_services(self) -> None:
         self.create_service(SetBool, "~/arm", self._on_arm_service)
@@ -203,8 +194,7 @@ class BridgeNode(Node):
 
     def _on_estop(self, msg: Bool) -> None:
         t_ns = self.now_ns()
-        if self.recorder is not None:
-            self.recorder.control_event("estop" if msg.data else "estop_released", t_ns)
+        self._control_event("estop" if msg.data else "estop_released", t_ns)
         if self.core.on_estop(bool(msg.data)):
             self._send(self.core.tick(self.now_ns()))
             self._publish_status("e-stop latched")
@@ -257,8 +247,8 @@ class BridgeNode(Node):
         t_ns = self.now_ns()
         was_armed = self.core.safety.armed
         ok, message = self.core.safety.arm() if armed else self.core.safety.disarm()
-        if ok and self.recorder is not None and was_armed != armed:
-            self.recorder.control_event("arm" if armed else "disarm", t_ns)
+        if ok and was_armed != armed:
+            self._control_event("arm" if armed else "disarm", t_ns)
         if ok and was_armed and not armed:
             # One zero command, so a controller that holds the last command comes to rest.
             self._publish_command(np.zeros(3), self.core.safety.held_gripper, t_ns)
@@ -267,8 +257,8 @@ class BridgeNode(Node):
 
     def reset(self) -> tuple[bool, str]:
         ok, message = self.core.safety.reset()
-        if ok and self.recorder is not None:
-            self.recorder.control_event("reset", self.now_ns())
+        if ok:
+            self._control_event("reset", self.now_ns())
         self._publish_status(message)
         return ok, message
 
@@ -279,11 +269,21 @@ class BridgeNode(Node):
         t_ns = self.now_ns()
         self.core.start_episode()
         self.episode_active = True
-        self._publish_event({"event": "start", "index": self.episode_index}, t_ns)
+        context = self._episode_context()
+        self._publish_event({"event": "start", "index": self.episode_index, "context": context}, t_ns)
         if self.recorder is not None:
-            self.recorder.event("start", t_ns)
+            stop_state = self.core.safety.state if self.core.safety.stopped else None
+            self.recorder.start(t_ns, self.episode_index, stop_state=stop_state, context=context)
         logger.info("episode %d started", self.episode_index)
         return True, f"episode {self.episode_index} started"
+
+    def _episode_context(self) -> list[float] | None:
+        """Object start position and goal (m), the episode's context, when both are known."""
+        obj = self.core.pipeline.latest("object_pose")
+        goal = self.core.pipeline.latest("goal_pose")
+        if obj is None or goal is None:
+            return None
+        return [float(v) for v in np.concatenate([obj, goal])]
 
     def end_episode(self, success: bool | None) -> tuple[bool, str]:
         if not self.episode_active:
@@ -292,7 +292,7 @@ class BridgeNode(Node):
         self.episode_active = False
         self._publish_event({"event": "end", "index": self.episode_index, "success": success}, t_ns)
         if self.recorder is not None:
-            self.recorder.event("end", t_ns, success=success)
+            self.recorder.end(t_ns, success=success)
         logger.info("episode %d ended, success=%s", self.episode_index, success)
         self.episode_index += 1
         return True, f"episode {self.episode_index - 1} ended"
@@ -304,11 +304,10 @@ class BridgeNode(Node):
         self._send(result)
 
     def _on_watchdog_timer(self) -> None:
-        command = self.core.watchdog_check(self.now_ns())
-        if command is not None:
-            logger.warning("watchdog: %s stale, motion stopped", ", ".join(
-                self.core.pipeline.stale_roles(self.now_ns())) or "observations")
-            self._publish_command(command.linear_m_s, command.gripper, self.now_ns())
+        result = self.core.watchdog_check(self.now_ns())
+        if result is not None:
+            logger.warning("watchdog: %s stale, motion stopped", ", ".join(result.stale_roles))
+            self._send(result)
 
     def _send(self, result: TickResult) -> None:
         if not result.command.send:
@@ -335,6 +334,11 @@ class BridgeNode(Node):
                 gripper_spec = self.robot_map.topics["gripper_cmd"]
                 self.recorder.message(gripper_spec.topic, gripper_spec.msgtype, gripper_msg, t_ns)
 
+    def _control_event(self, kind: str, t_ns: int) -> None:
+        self.control_events_publisher.publish(String(data=json.dumps({"event": kind})))
+        if self.recorder is not None:
+            self.recorder.control_event(kind, t_ns)
+
     def _publish_event(self, payload: dict, t_ns: int) -> None:
         self.events_publisher.publish(String(data=json.dumps(payload)))
 
@@ -348,45 +352,104 @@ class BridgeNode(Node):
         self.status_publisher.publish(String(data=json.dumps(status)))
 
     def stop_motion(self) -> None:
-        """Send one zero command if commands were being sent (used on shutdown)."""
-        if self.core.safety.armed or self.core.safety.stopped:
+        """Disarm with one zero command, or send a zero command while a stop is latched."""
+        if self.core.safety.armed:
+            self.arm(False)
+        elif self.core.safety.stopped:
             self._publish_command(np.zeros(3), self.core.safety.held_gripper, self.now_ns())
 
 
 class BagRecorder:
-    """Records the bridge's messages, commands and events to rosbag2 through the shared log writer.
+    """Records the bridge's episodes to rosbag2 through the shared log writer, one bag per episode.
+
+    A bag opens at an episode's start and closes at its end, so a process killed with SIGKILL
+    loses only the episode in progress: every finished episode is a closed bag that
+    `real_bridge.logs` reads. The open bag of a killed process is left unfinished and is reported
+    as unreadable by the reader. Outside episodes nothing is written.
+
+    On opening, the bag first receives the last few messages of every sensor role (at their
+    original receive times) and the latched stop state, so that replay starts each episode from
+    the state the node had.
 
     Args:
-        directory: Folder that receives one bag per bridge run, named by the start time.
-        robot_map: Topic map the bag follows, so `real_bridge.logs` reads it back.
+        directory: Folder that receives the bags, named ``<run>_ep<index>``.
+        robot_map: Topic map the bags follow.
         storage: ``mcap`` (default) or ``sqlite3``.
     """
 
-    def __init__(self, directory: str | Path, robot_map: RobotMap, *, storage: str = "mcap"):
-        from ast_robot.real_bridge.writer import EpisodeWriter
+    RECENT_MESSAGES = 3
+    """Messages kept per topic for the start of the next bag (two suffice to differentiate poses)."""
 
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        self.path = Path(directory) / f"bridge-{stamp}-{time.time_ns() % 1_000_000:06d}"
+    def __init__(self, directory: str | Path, robot_map: RobotMap, *, storage: str = "mcap"):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.run_name = "bridge-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         self.robot_map = robot_map
-        self._writer = EpisodeWriter(self.path, robot_map, storage=storage)
-        self._writer.open_stream()
+        self.storage = storage
+        self.bags: list[Path] = []
         self.messages = 0
-        logger.info("recording to %s", self.path)
+        self._writer = None
+        self._recent: dict[str, deque] = {}
+
+    @property
+    def path(self) -> Path:
+        return self.directory
+
+    @property
+    def recording(self) -> bool:
+        return self._writer is not None
 
     def message(self, topic: str, msgtype: str, msg: Any, t_ns: int) -> None:
-        self._writer.write_message(topic, msgtype, message_to_fields(msg), int(t_ns))
-        self.messages += 1
+        """Record one rclpy message received (or sent) at `t_ns`."""
+        # The writer takes the rclpy message by its fields. Serialized bytes from rclpy would be
+        # faster, but Fast-CDR pads them in a way that rosbags rejects on reading.
+        recent = self._recent.setdefault(topic, deque(maxlen=self.RECENT_MESSAGES))
+        recent.append((msgtype, msg, int(t_ns)))
+        if self._writer is not None:
+            self._writer.write_message(topic, msgtype, msg, int(t_ns))
+            self.messages += 1
 
-    def event(self, kind: str, t_ns: int, *, success: bool | None = None) -> None:
-        self._writer.write_event(kind, int(t_ns), success=success)
+    def start(self, t_ns: int, index: int, *, stop_state: str | None = None, **fields: Any) -> None:
+        """Open the episode's bag and write its start event."""
+        from ast_robot.real_bridge.writer import EpisodeWriter
+
+        self.close()
+        path = self.directory / f"{self.run_name}_ep{index:03d}"
+        while path.exists():
+            path = path.with_name(path.name + "_")
+        self._writer = EpisodeWriter(path, self.robot_map, storage=self.storage)
+        self._writer.open_stream()
+        self.bags.append(path)
+        commands = {self.robot_map.topics[role].topic for role in ("cmd_twist", "gripper_cmd") if role in self.robot_map.topics}
+        for topic, recent in self._recent.items():
+            if topic in commands:
+                continue  # commands before the start belong to no episode
+            for msgtype, msg, stamp in recent:
+                self._writer.write_message(topic, msgtype, msg, stamp)
+        if stop_state is not None:
+            self.control_event(stop_state, t_ns)
+        self._writer.write_event("start", int(t_ns), **fields)
+
+    def end(self, t_ns: int, *, success: bool | None) -> None:
+        """Write the end event and close the episode's bag."""
+        if self._writer is None:
+            return
+        self._writer.write_event("end", int(t_ns), success=success)
+        self.close()
 
     def control_event(self, kind: str, t_ns: int) -> None:
-        """Record an arm, disarm, reset or e-stop change, so replay knows the node's state."""
-        self._writer.write_event(kind, int(t_ns))
+        """Record an arm, disarm, reset or stop change on `CONTROL_EVENTS_TOPIC`, so replay can
+        follow the node's state."""
+        if self._writer is None:
+            return
+        text = json.dumps({"event": kind})
+        self._writer.write_message(CONTROL_EVENTS_TOPIC, "std_msgs/msg/String", {"data": text}, int(t_ns))
 
     def close(self) -> None:
-        self._writer.close()
-        logger.info("bag %s closed with %d messages", self.path, self.messages)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+            logger.info("bag %s closed", writer.path)
 
 
 class RosSession:
@@ -481,14 +544,14 @@ def run_bridge(
                 if duration_s is not None and time.monotonic() - started >= duration_s:
                     break
                 session.executor.spin_once(timeout_sec=0.05)
-            node.stop_motion()
             if node.episode_active:
                 node.end_episode(None)
+            node.stop_motion()
             summary = {
                 "commands_sent": node.commands_sent,
                 "episodes": node.episode_index,
                 "state": core.safety.state,
-                "bag": str(recorder.path) if recorder else None,
+                "bags": [str(path) for path in recorder.bags] if recorder else [],
             }
     finally:
         if recorder is not None:
