@@ -189,10 +189,221 @@ def _run_record_standin(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# logs
+# ---------------------------------------------------------------------------------------------
+
+
+def _add_logs_parser(subparsers) -> None:
+    parser = subparsers.add_parser("logs", help="inspect real-robot rosbag2 logs")
+    actions = parser.add_subparsers(dest="logs_command", metavar="ACTION", required=True)
+    inspect = actions.add_parser(
+        "inspect",
+        help="per bag: storage, topics with counts and rates, episodes, interventions, peak force, problems",
+    )
+    inspect.add_argument("path", help="a bag directory, a .mcap / .db3 file, or a directory searched recursively")
+    inspect.add_argument(
+        "--robot", help="topic map YAML (default: logs.robot of the config, configs/robots/standin.yaml)"
+    )
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_config_source_arguments(inspect, default_env="pick_place")
+    inspect.set_defaults(run=_run_logs_inspect)
+
+
+def _run_logs_inspect(args: argparse.Namespace) -> int:
+    from ast_robot.real_bridge.log_report import as_json, format_table, inspect_logs
+    from ast_robot.real_bridge.topic_map import RobotMap
+
+    config = load_config_from_args(args)
+    robot_map = RobotMap.load(args.robot or config.logs.robot)
+    report = inspect_logs(args.path, robot_map, config.logs)
+    sys.stdout.write(as_json(report) + "\n" if args.json else format_table(report))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# bridge, standin-robot, replay
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_policy(checkpoint: str, robot_map):
+    """Load a policy from a training checkpoint (``.pt``) or a saved policy (``.safetensors``).
+
+    Returns the policy (CPU, eval mode) and its history length H, and warns when the policy was
+    trained with another action scale than the robot map's.
+    """
+    from pathlib import Path
+
+    if Path(checkpoint).suffix == ".pt":
+        from ast_robot.train.checkpoint import load_checkpoint
+        from ast_robot.train.policy_io import config_from_checkpoint, policy_from_checkpoint
+
+        state = load_checkpoint(checkpoint)
+        policy, history = policy_from_checkpoint(state)
+        trained_scale = config_from_checkpoint(state).env.max_ee_speed_m_s
+        if abs(trained_scale - robot_map.linear_scale_m_s) > 1e-9:
+            logger.warning(
+                "the policy was trained with env.max_ee_speed_m_s=%g m/s but robot map %s sets "
+                "command.linear_scale_m_s=%g m/s; its commands will be scaled differently",
+                trained_scale, robot_map.name, robot_map.linear_scale_m_s,
+            )
+        return policy, history
+
+    from ast_robot.policy import TransformerPolicy
+
+    policy = TransformerPolicy.load(checkpoint, map_location="cpu").eval()
+    return policy, policy.cfg.history
+
+
+def _add_bridge_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bridge", help="run a policy on a robot through ROS2, behind watchdog, workspace, speed and force limits",
+    )
+    add_config_source_arguments(parser, default_env="pick_place")
+    parser.add_argument(
+        "--checkpoint", required=True, help="training checkpoint (.pt) or saved policy (.safetensors)"
+    )
+    parser.add_argument(
+        "--robot", default="configs/robots/standin.yaml",
+        help="topic map of the robot (default: configs/robots/standin.yaml)",
+    )
+    parser.add_argument("--record", metavar="DIR", help="record one rosbag2 bag per episode under DIR")
+    parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="bag storage (default: mcap)")
+    parser.add_argument(
+        "--arm", action="store_true", help="arm at start instead of waiting for ~/arm or the operator topic"
+    )
+    parser.add_argument(
+        "--duration", type=float, metavar="S", help="stop after S seconds (default: run until SIGINT or SIGTERM)"
+    )
+    parser.set_defaults(run=_run_bridge)
+
+
+def _run_bridge(args: argparse.Namespace) -> int:
+    import json
+
+    # Imported first, so a missing 'ros' extra is reported before the checkpoint is loaded.
+    from ast_robot.real_bridge.ros2_node import run_bridge
+    from ast_robot.real_bridge.topic_map import RobotMap
+
+    config = load_config_from_args(args)
+    robot_map = RobotMap.load(args.robot)
+    policy, history = _load_policy(args.checkpoint, robot_map)
+    summary = run_bridge(
+        policy, robot_map, config.bridge, history_steps=history, record_dir=args.record,
+        storage=args.storage, duration_s=args.duration, arm=args.arm,
+    )
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0
+
+
+def _add_standin_robot_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "standin-robot", help="serve a simulated arm (a reality profile) on the ROS2 topics of a real one",
+    )
+    add_config_source_arguments(parser, default_env="pick_place")
+    parser.add_argument(
+        "--reality", default="configs/reality/standin.yaml",
+        help="reality profile YAML of the simulated robot (default: configs/reality/standin.yaml)",
+    )
+    parser.add_argument(
+        "--robot", default="configs/robots/standin.yaml",
+        help="topic map to serve (default: configs/robots/standin.yaml)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first scene (default: 0)")
+    parser.add_argument(
+        "--supervise", action="store_true",
+        help="run a scripted supervisor that takes over (intervention + teleop topics) when commands go astray",
+    )
+    parser.add_argument(
+        "--duration", type=float, metavar="S", help="stop after S seconds (default: run until SIGINT or SIGTERM)"
+    )
+    parser.set_defaults(run=_run_standin_robot)
+
+
+def _run_standin_robot(args: argparse.Namespace) -> int:
+    import json
+
+    from ast_robot.real_bridge.standin_robot import SupervisorSettings, run_standin_robot
+    from ast_robot.real_bridge.topic_map import RobotMap
+
+    config = load_config_from_args(args)
+    summary = run_standin_robot(
+        RobotMap.load(args.robot), config.env, reality=args.reality, seed=args.seed,
+        duration_s=args.duration, supervisor=SupervisorSettings() if args.supervise else None,
+        teleop_topic=config.bridge.teleop_topic,
+    )
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0
+
+
+def _add_replay_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "replay", help="test a policy on recorded logs through the bridge's own pipeline, or replay logs in sim",
+    )
+    parser.add_argument("logs", help="a bag, a storage file, or a directory searched recursively")
+    add_config_source_arguments(parser, default_env="pick_place")
+    parser.add_argument(
+        "--checkpoint", help="training checkpoint (.pt) or saved policy (.safetensors); required without --sim"
+    )
+    parser.add_argument(
+        "--robot", default="configs/robots/standin.yaml", help="topic map of the logs (default: configs/robots/standin.yaml)"
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=0.1,
+        help="command error in normalized units that counts as diverging (default: 0.1)",
+    )
+    parser.add_argument(
+        "--sim", action="store_true",
+        help="replay the logged commands open loop in simulation and report the trajectory gap",
+    )
+    parser.add_argument(
+        "--reality", default="configs/reality/standin.yaml",
+        help="physics profile for --sim (default: configs/reality/standin.yaml; 'none' for nominal physics)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(run=_run_replay)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from ast_robot.errors import ConfigError
+    from ast_robot.real_bridge.replay import format_report, format_sim_report, replay_in_sim, replay_logs
+    from ast_robot.real_bridge.topic_map import RobotMap
+
+    config = load_config_from_args(args)
+    robot_map = RobotMap.load(args.robot)
+    if args.sim:
+        reality = None if args.reality.lower() == "none" else args.reality
+        results, problems = replay_in_sim(args.logs, robot_map, config.env, reality=reality, logs_cfg=config.logs)
+        if args.json:
+            payload = {
+                "episodes": [dataclasses.asdict(item) for item in results],
+                "problems": [problem.as_dict() for problem in problems],
+            }
+            sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        else:
+            sys.stdout.write(format_sim_report(results, problems))
+        return 0
+
+    if args.checkpoint is None:
+        raise ConfigError("replay needs --checkpoint (the policy to test), or --sim to replay the logged commands")
+    policy, history = _load_policy(args.checkpoint, robot_map)
+    report = replay_logs(
+        args.logs, policy, robot_map, config.bridge, history_steps=history, divergence_threshold=args.threshold
+    )
+    sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n" if args.json else format_report(report))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # Parser and entry point
 # ---------------------------------------------------------------------------------------------
 
-SUBCOMMANDS: list[Callable] = [_add_config_parser, _add_train_parser, _add_eval_parser, _add_record_standin_parser]
+SUBCOMMANDS: list[Callable] = [
+    _add_config_parser, _add_train_parser, _add_eval_parser, _add_record_standin_parser,
+    _add_logs_parser,
+]
 """Functions that each add one subcommand; every subcommand sets ``run`` as its default."""
 
 
