@@ -476,7 +476,9 @@ class _Extractor:
 
 
 def parse_event(text: str) -> dict | None:
-    """Parse a JSON episode event; return None unless it is an object with ``event`` start/end."""
+    """Parse a JSON episode event; return None unless it is an object with a string ``event``
+    (or ``type``) key. Kinds other than ``start`` and ``end`` (arm, stop, ...) are returned too;
+    segmentation ignores them."""
     try:
         event = json.loads(text)
     except (json.JSONDecodeError, TypeError):
@@ -484,7 +486,7 @@ def parse_event(text: str) -> dict | None:
     if not isinstance(event, dict):
         return None
     kind = event.get("event", event.get("type"))
-    if kind not in ("start", "end"):
+    if not isinstance(kind, str):
         return None
     event["event"] = kind
     return event

@@ -61,7 +61,6 @@ from tqdm import tqdm
 
 from ast_robot.config import LogsConfig
 from ast_robot.episode import Episode
-from ast_robot.errors import ConfigError
 from ast_robot.real_bridge.alignment import Segment, build_segments, find_gaps, resample
 from ast_robot.real_bridge.decode import BagData, parse_event, read_bag
 from ast_robot.real_bridge.discovery import BagSource, find_bags
@@ -185,7 +184,7 @@ def load_episodes(path: str | Path, robot_map: RobotMap | str | Path, *, logs_cf
     if not isinstance(robot_map, RobotMap):
         robot_map = RobotMap.load(robot_map)
     sources, problems = find_bags(path)
-    summary = LoadSummary(bags_found=len(sources))
+    summary = LoadSummary()
     episodes: list[Episode] = []
     bags: list[BagResult] = []
 
@@ -205,7 +204,7 @@ def load_episodes(path: str | Path, robot_map: RobotMap | str | Path, *, logs_cf
 def load_bag(source: BagSource, robot_map: RobotMap, logs_cfg: LogsConfig) -> BagResult:
     """Load the episodes of one recording; a recording that cannot be used gives no episodes
     and a problem saying why."""
-    summary = LoadSummary()
+    summary = LoadSummary(bags_found=1)
     bag = str(source.path)
     try:
         data = read_bag(source, robot_map)
@@ -277,11 +276,11 @@ def _find_windows(
     source: BagSource, data: BagData, segments: list[Segment], logs_cfg: LogsConfig, problems: list[Problem]
 ) -> list[_Window]:
     bag = str(source.path)
-    has_events = "events" in data.streams and len(data.streams["events"]) > 0
-    label = _label_success(source, logs_cfg, problems) if not has_events else None
+    events_by_segment = [_segment_events(segment, bag, problems) for segment in segments]
+    has_events = any(events_by_segment)
+    label = None if has_events else _label_success(source, logs_cfg, problems)
     windows: list[_Window] = []
-    for segment in segments:
-        events = _segment_events(segment, bag, problems)
+    for segment, events in zip(segments, events_by_segment):
         if not events:
             windows.append(_Window(len(windows), segment, segment.start_ns, segment.end_ns, label, {}, None))
             continue
@@ -330,10 +329,12 @@ def _segment_events(segment: Segment, bag: str, problems: list[Problem]) -> list
         event = parse_event(text)
         if event is None:
             problems.append(
-                Problem(bag, "bad_event", f"ignored an event that is not JSON with \"event\": start/end: {text[:80]!r}",
+                Problem(bag, "bad_event", f"ignored an event that is not a JSON object with an \"event\" key: {text[:80]!r}",
                         topic=timed.stream.topic, time_ns=int(t_ns))
             )
             continue
+        if event["event"] not in ("start", "end"):
+            continue  # other events (arm, stop, reset) do not delimit episodes
         stamp = event.get("stamp_ns")
         events.append((int(stamp) if isinstance(stamp, int) and stamp > 0 else int(t_ns), event))
     events.sort(key=lambda item: item[0])
@@ -621,12 +622,3 @@ def _report_nan_wrench(timed, start_ns: int, end_ns: int, bag: str, episode: int
                 topic=timed.stream.topic, time_ns=int(timed.t_ns[lo + np.flatnonzero(bad)[0]]), episode=episode,
             )
         )
-
-
-def resolve_robot_map(robot: str | Path | None, logs_cfg: LogsConfig | None = None) -> RobotMap:
-    """Load the robot map named by `robot`, or by `logs_cfg.robot` when `robot` is None."""
-    name = robot if robot is not None else (logs_cfg or LogsConfig()).robot
-    try:
-        return RobotMap.load(name)
-    except ConfigError:
-        raise
