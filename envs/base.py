@@ -52,6 +52,11 @@ MAX_SPEED_M_S = 20.0
 TOUCH_THRESHOLD_N = 0.05
 """Normal force on a fingertip touch sensor above which the pad counts as in contact."""
 
+_INSTABILITY_WARNINGS = np.array(
+    [mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC],
+    dtype=int,
+)
+
 
 
 class GripperEnv(gymnasium.Env):
@@ -130,7 +135,7 @@ class GripperEnv(gymnasium.Env):
         self.substeps = env_cfg.substeps
         self.control_dt_s = 1.0 / env_cfg.control_hz
         self.max_steps = env_cfg.max_steps
-        self._max_move_m = env_cfg.max_ee_speed_m_s * self.control_dt_s
+        self._max_speed_m_s = env_cfg.max_ee_speed_m_s
 
         fixed = load_reality_profile(reality) if reality is not None else None
         if fixed is not None and fixed.get("latency_steps", 0) >= env_cfg.max_steps:
@@ -172,12 +177,15 @@ class GripperEnv(gymnasium.Env):
         self._finger_v = slice(int(scene.finger_dof[0]), int(scene.finger_dof[-1]) + 1)
         self._gripper_ctrl = slice(int(scene.gripper_actuators[0]), int(scene.gripper_actuators[-1]) + 1)
         self._finger_ctrl = slice(int(scene.finger_actuators[0]), int(scene.finger_actuators[-1]) + 1)
+        act_adr = self.model.actuator_actadr[scene.gripper_actuators]
+        if not _is_contiguous(act_adr) or act_adr[0] < 0:
+            raise EnvError("the gripper actuators must be integrated-velocity servos with states in order")
+        self._gripper_act = slice(int(act_adr[0]), int(act_adr[-1]) + 1)
         self._build_observation_map()
 
         self.domain_params: dict[str, float] = {}
         self.goal = np.zeros(3)
         self.object_half_size_m = scene.nominal_object_half_size_m
-        self._target = TCP_HOME_M.copy()
         self._step_count = 0
         self._needs_reset = True
 
@@ -240,13 +248,13 @@ class GripperEnv(gymnasium.Env):
         tcp = TCP_HOME_M + np.array([*rng.uniform(-0.03, 0.03, size=2), rng.uniform(-0.02, 0.02)])
         data.qpos[self._gripper_q] = tcp - TCP_HOME_M
         data.qpos[self._finger_q] = FINGER_OPEN_M
-        data.ctrl[self._gripper_ctrl] = tcp - TCP_HOME_M
+        data.act[self._gripper_act] = tcp - TCP_HOME_M
+        data.ctrl[self._gripper_ctrl] = 0.0
         data.ctrl[self._finger_ctrl] = FINGER_OPEN_M
-        self._target = tcp.copy()
         mujoco.mj_forward(model, data)
         self._obs_offset[OBS_SLICES["force"]] = -data.sensordata[self._sensor_ft]
         self._obs_offset[OBS_SLICES["goal"]] = self.goal
-        self._last_time_s = data.time
+        self._warnings_seen = self._instability_warnings()
 
         self._latency = int(params["latency_steps"])
         self._action_queue = collections.deque(
@@ -283,14 +291,16 @@ class GripperEnv(gymnasium.Env):
             raise EnvError(f"action {command.tolist()} contains NaN or Inf")
         command = self._perturb_action(command)
 
+        # The servo targets (actuator states, relative to the home pose) integrate the velocity
+        # command inside mj_step; MuJoCo's actrange keeps them in the workspace.
         data = self.data
-        tcp = data.qpos[self._gripper_q] + TCP_HOME_M
-        target = self._target + command[:3] * self._max_move_m
+        joints = data.qpos[self._gripper_q]
+        target = data.act[self._gripper_act]
         # np.minimum/np.maximum: np.clip costs several microseconds more per call on 3-vectors.
-        target = np.minimum(np.maximum(target, tcp - MAX_TARGET_LEAD_M), tcp + MAX_TARGET_LEAD_M)
-        target = np.minimum(np.maximum(target, self.scene.gripper_low), self.scene.gripper_high)
-        self._target = target
-        data.ctrl[self._gripper_ctrl] = target - TCP_HOME_M
+        data.act[self._gripper_act] = np.minimum(
+            np.maximum(target, joints - MAX_TARGET_LEAD_M), joints + MAX_TARGET_LEAD_M
+        )
+        data.ctrl[self._gripper_ctrl] = command[:3] * self._max_speed_m_s
         data.ctrl[self._finger_ctrl] = FINGER_OPEN_M * 0.5 * (1.0 - command[3])
 
         mujoco.mj_step(self.model, data, nstep=self.substeps)
@@ -416,6 +426,10 @@ class GripperEnv(gymnasium.Env):
             obs += self._obs_noise * self.np_random.standard_normal(OBS_SIZE)
         return obs
 
+    def _instability_warnings(self) -> int:
+        """How often MuJoCo has warned about bad qpos, qvel or qacc since the last reset."""
+        return int(self.data.warning.number[_INSTABILITY_WARNINGS].sum())
+
     def _split(self, obs_flat: np.ndarray) -> dict[str, np.ndarray]:
         obs32 = obs_flat.astype(np.float32)
         return {name: obs32[part] for name, part in OBS_SLICES.items()}
@@ -424,13 +438,12 @@ class GripperEnv(gymnasium.Env):
         """Return (unstable, nan_sensor) for the state after a step.
 
         MuJoCo answers bad qpos, qvel or qacc (NaN, Inf or above 1e10) with a warning and
-        `mj_resetData`, which also sets the time back to 0, so a clock that did not advance by
-        the whole control step means MuJoCo found the physics unstable.
+        `mj_resetData`, so the state looks fine afterwards; the warning counters tell.
         """
         data = self.data
-        expected_s = self._last_time_s + self.substeps * self.model.opt.timestep
-        unstable = data.time < expected_s - 0.5 * self.model.opt.timestep
-        self._last_time_s = data.time
+        warnings = self._instability_warnings()
+        unstable = warnings != self._warnings_seen
+        self._warnings_seen = warnings
         # A NaN fails every comparison, so "not (max <= limit)" also catches NaN and Inf.
         unstable = unstable or not float(np.abs(raw[self._raw_qvel]).max()) <= MAX_SPEED_M_S
         nan_sensor = False
@@ -465,7 +478,7 @@ class GripperEnv(gymnasium.Env):
         return {
             "tcp_pos": tcp,
             "tcp_vel": true_obs[3:6],
-            "target_pos": self._target.copy(),
+            "target_pos": self.data.act[self._gripper_act] + TCP_HOME_M,
             "gripper_opening_m": float(true_obs[6]),
             "object_pos": obj,
             "object_quat": raw[q + 3:q + 7],
