@@ -189,6 +189,65 @@ def _run_record_standin(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# vision
+# ---------------------------------------------------------------------------------------------
+
+
+def _add_vision_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "vision",
+        help="train the sparse ViT on CIFAR-10 with per-image gating",
+        description="Train a sparse-attention ViT on a CIFAR-10 python directory. The significance "
+        "gate decides per image whether it goes through the ViT's forward and backward; skipped "
+        "images train a small CNN proxy. Prints one line per epoch and writes metrics and "
+        "checkpoints to the run directory.",
+    )
+    parser.add_argument(
+        "--data-dir", required=True, metavar="DIR",
+        help="CIFAR-10 python directory (data_batch_1..5, test_batch), e.g. cifar-10-batches-py",
+    )
+    parser.add_argument("--config", help="YAML config file (default: the built-in defaults)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one setting, e.g. --set vision.batch_size=128 (repeatable; values are YAML)",
+    )
+    parser.add_argument("--epochs", type=int, help="training epochs (default: vision.epochs)")
+    parser.add_argument(
+        "--gate", choices=["on", "off", "random"],
+        help="on: gate by significance; off: every image goes through the ViT; random: the same "
+        "share at random (default: gate.mode from the config)",
+    )
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"],
+        help="training device (default: auto, CUDA when present)",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--run-dir", help="path of the run directory (default: runs/vision-<UTC time>)")
+    where.add_argument(
+        "--resume", metavar="RUN_DIR",
+        help="continue a run from its last checkpoint, with the config saved in it",
+    )
+    parser.set_defaults(run=_run_vision)
+
+
+def _run_vision(args: argparse.Namespace) -> int:
+    from ast_robot.vision.trainer import run_vision
+
+    summary = run_vision(
+        data_dir=args.data_dir, config_path=args.config, overrides=args.overrides, epochs=args.epochs,
+        gate_mode=args.gate, device=args.device, run_dir=args.resume or args.run_dir,
+        resume=args.resume is not None,
+    )
+    sys.stdout.write(
+        f"run: {summary['run_dir']}\n"
+        f"epochs: {summary['epochs']}, gate {summary['gate_mode']}\n"
+        f"validation accuracy: best {100 * summary['best_accuracy']:.2f}%, "
+        f"final {100 * summary['final_accuracy']:.2f}%\n"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # logs
 # ---------------------------------------------------------------------------------------------
 
@@ -401,8 +460,8 @@ def _run_replay(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 SUBCOMMANDS: list[Callable] = [
-    _add_config_parser, _add_train_parser, _add_eval_parser, _add_record_standin_parser,
-    _add_logs_parser,
+    _add_config_parser, _add_train_parser, _add_eval_parser, _add_record_standin_parser, _add_vision_parser,
+    _add_logs_parser, _add_bridge_parser, _add_standin_robot_parser, _add_replay_parser,
 ]
 """Functions that each add one subcommand; every subcommand sets ``run`` as its default."""
 

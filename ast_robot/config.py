@@ -557,9 +557,79 @@ class LogsConfig:
 
 @dataclass
 class VisionConfig:
-    """The CIFAR-10 image-classification mode."""
+    """The CIFAR-10 image-classification mode: sparse ViT, CNN proxy and per-image gating."""
 
     batch_size: int = param(256, help="images per batch", unit="images", low=1)
+    epochs: int = param(20, help="passes over the training images", unit="epochs", low=1)
+    train_subset: int = param(
+        0, help="train on the first N training images only; 0 uses all of them", unit="images", low=0
+    )
+    test_subset: int = param(
+        0, help="validate on the first N test images only; 0 uses all of them", unit="images", low=0
+    )
+    eval_batch_size: int = param(1024, help="images per batch during validation", unit="images", low=1)
+    patch_size: int = param(4, help="ViT patch side; 4 gives 64 patch tokens", unit="pixels", low=1, high=32)
+    embed_dim: int = param(192, help="ViT token width", low=8)
+    depth: int = param(6, help="ViT transformer blocks", unit="blocks", low=1)
+    heads: int = param(3, help="ViT attention heads; must divide embed_dim", low=1)
+    mlp_ratio: float = param(2.0, help="ViT MLP hidden width over embed_dim", low=0.5)
+    registers: int = param(
+        0, help="register tokens after the class token; all of them attend and are attended globally",
+        unit="tokens", low=0,
+    )
+    attention_backend: Literal["auto", "dense", "gather", "flex"] = param(
+        "auto", help="sparse attention backend of the ViT; auto picks by device and sequence length"
+    )
+    block_size: int = param(
+        8, help="patch tokens per attention block, the unit of key selection; 8 is one row of 4x4 patches",
+        unit="tokens", low=1,
+    )
+    window: int = param(8, help="local attention half-width, rounded up to whole blocks", unit="tokens", low=0)
+    top_k: int = param(
+        2, help="key blocks the learned indexer selects per query block, besides the local ones",
+        unit="blocks", low=0,
+    )
+    indexer_heads: int = param(2, help="heads of the block indexer", low=1)
+    indexer_dim: int = param(16, help="width of each indexer head", low=1)
+    indexer_queries: int = param(
+        16, help="queries sampled per batch for the indexer's auxiliary loss", unit="queries", low=0
+    )
+    indexer_loss_weight: float = param(0.1, help="weight of the indexer's auxiliary KL loss", low=0.0)
+    proxy_width: int = param(32, help="channels of the first CNN proxy block (doubled twice)", low=4)
+    lr: float = param(1e-3, help="ViT peak learning rate (AdamW)", low=0.0, low_inclusive=False)
+    proxy_lr: float = param(2e-3, help="CNN proxy learning rate (AdamW)", low=0.0, low_inclusive=False)
+    weight_decay: float = param(0.05, help="AdamW weight decay of both models", low=0.0)
+    warmup_epochs: float = param(1.0, help="linear learning-rate warmup, then cosine decay", unit="epochs",
+                                 low=0.0)
+    label_smoothing: float = param(0.0, help="label smoothing of the ViT loss", low=0.0, high=1.0,
+                                   high_inclusive=False)
+    crop_padding: int = param(4, help="zero padding for the random crop; 0 disables it", unit="pixels",
+                              low=0, high=16)
+    flip: bool = param(True, help="flip half the training images horizontally")
+    gate_target_rate: float = param(
+        0.5, help="share of training images admitted to the ViT's forward and backward (replaces "
+        "gate.target_rate in vision mode)", low=0.0, high=1.0, low_inclusive=False,
+    )
+    importance_weighting: bool = param(
+        False, help="weight each admitted image's ViT loss by the inverse of its admission probability",
+    )
+    max_importance_weight: float = param(
+        4.0, help="cap on an admitted image's importance weight", low=1.0,
+    )
+    mixed_precision: bool = param(True, help="bf16 autocast on CUDA; CPU always runs float32")
+    channels_last: bool = param(True, help="channels-last memory layout for image tensors on CUDA")
+    compile: bool = param(False, help="torch.compile the ViT and the proxy on CUDA; ignored on CPU")
+
+    def check(self, path: str) -> None:
+        if self.embed_dim % self.heads:
+            raise ConfigError(
+                f"{path}: embed_dim={self.embed_dim} is not divisible by heads={self.heads}; "
+                "choose a head count that divides the token width"
+            )
+        if 32 % self.patch_size:
+            raise ConfigError(
+                f"{path}: patch_size={self.patch_size} does not divide the 32-pixel image side; use 1, 2, 4, 8, 16 or 32"
+            )
 
 
 @dataclass
