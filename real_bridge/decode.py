@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import math
+from operator import attrgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
-from rosbags.interfaces import MessageDefinitionFormat
+from rosbags.interfaces import MessageDefinitionFormat, Nodetype
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
@@ -186,44 +187,49 @@ def _read_open_bag(source: BagSource, reader: Reader, robot_map: RobotMap, versi
         mapped[role] = connections
 
     typestores = _build_typestores(source, robot_map, mapped)
-    extractors = {role: _Extractor(role, mapped[role][0].msgtype, typestores[role], robot_map, source) for role in mapped}
-    topic_roles = {conns[0].topic: role for role, conns in mapped.items()}
-    columns = {role: ([], [], []) for role in mapped}
+    handlers = {}
+    for role, connections in mapped.items():
+        msgtype = connections[0].msgtype
+        store = typestores[role]
+        has_header = _check_fields(source, role, connections[0].topic, msgtype, store)
+        paths = (STAMP_FIELDS if has_header else ()) + ROLE_FIELDS[role]
+        handlers[connections[0].topic] = (role, [], [], store.deserialize_cdr, msgtype, attrgetter(*paths), has_header)
 
     all_connections = [c for conns in mapped.values() for c in conns]
-    previous_log = -1
-    for connection, log_ns, raw in reader.messages(connections=all_connections):
-        role = topic_roles[connection.topic]
-        if log_ns < previous_log:
-            data.file_out_of_order = True
-        previous_log = log_ns
-        stamp, values = extractors[role].extract(raw)
-        logs, stamps, rows = columns[role]
-        logs.append(log_ns)
-        stamps.append(stamp)
-        rows.append(values)
+    connection = None
+    try:
+        # The hot loop: one deserialization and one C-level attribute fetch per message.
+        for connection, log_ns, raw in reader.messages(connections=all_connections):
+            _, rows, logs, deserialize, msgtype, fetch, _ = handlers[connection.topic]
+            rows.append(fetch(deserialize(raw, msgtype)))
+            logs.append(log_ns)
+    except Exception as error:  # rosbags raises struct, index and serde errors on bad data
+        where = f"a message on topic {connection.topic} of type {connection.msgtype}" if connection else "the messages"
+        raise LogReadError(
+            f"bag {source.path}: cannot deserialize {where} ({type(error).__name__}: {error}); the stored "
+            "data does not match its definition"
+        ) from error
 
-    data.file_out_of_order |= _mcap_chunks_overlap(reader)
-    for role, (logs, stamps, rows) in columns.items():
-        spec = robot_map.topics[role]
-        extractor = extractors[role]
-        width = ROLE_WIDTHS[role]  # the events role keeps its strings in `texts`, no numbers
+    data.file_out_of_order = _mcap_chunks_overlap(reader)
+    for topic, (role, rows, logs, _, msgtype, _, has_header) in handlers.items():
+        log_ns = np.asarray(logs, dtype=np.int64)
+        data.file_out_of_order |= bool(np.any(np.diff(log_ns) < 0))
+        stamp_ns, values, texts = _columns(role, rows, has_header, robot_map, source, problems)
         stream = Stream(
             role=role,
-            topic=spec.topic,
-            msgtype=extractor.msgtype,
-            log_ns=np.asarray(logs, dtype=np.int64),
-            stamp_ns=np.asarray(stamps, dtype=np.int64),
-            values=np.asarray(rows, dtype=np.float64).reshape(len(rows), width) if width else np.zeros((len(rows), 0)),
-            texts=rows if role == "events" else None,
+            topic=topic,
+            msgtype=msgtype,
+            log_ns=log_ns,
+            stamp_ns=stamp_ns,
+            values=values,
+            texts=texts,
             declared_count=sum(c.msgcount for c in mapped[role]),
-            has_header=extractor.has_header,
+            has_header=has_header,
         )
         data.streams[role] = stream
-        problems.extend(extractor.problems)
         if len(stream) == 0:
             problems.append(
-                Problem(str(source.path), "no_data", f"topic for role '{role}' is declared but holds 0 messages", topic=spec.topic)
+                Problem(str(source.path), "no_data", f"topic for role '{role}' is declared but holds 0 messages", topic=topic)
             )
     return data
 
@@ -257,12 +263,15 @@ def _mcap_chunks_overlap(reader: Reader) -> bool:
 def _build_typestores(source: BagSource, robot_map: RobotMap, mapped: dict[str, list]) -> dict[str, object]:
     """Pick the typestore each mapped role decodes with: the bag's stored definitions when the
     topic has one, else the map's default typestore with its extra ``.msg`` files."""
+    default_store = default_typestore(robot_map)
     stored: dict = {}
     for connections in mapped.values():
         connection = connections[0]
         definition = connection.msgdef
         if definition.format == MessageDefinitionFormat.NONE or not definition.data.strip():
             continue
+        if definition.data == _generated_definition(default_store, connection.msgtype):
+            continue  # the default typestore already decodes this exact definition
         try:
             if definition.format == MessageDefinitionFormat.MSG:
                 stored.update(get_types_from_msg(definition.data, connection.msgtype))
@@ -275,11 +284,7 @@ def _build_typestores(source: BagSource, robot_map: RobotMap, mapped: dict[str, 
                 f"'types' in the robot map"
             ) from error
 
-    bag_store = None
-    if stored:
-        bag_store = get_typestore(Stores.EMPTY)
-        bag_store.register(stored)
-    default_store = default_typestore(robot_map)
+    bag_store = _stored_typestore(stored) if stored else None
 
     stores = {}
     for role, connections in mapped.items():
@@ -308,6 +313,30 @@ def _types_from_idl(text: str) -> dict:
 
 
 _DEFAULT_STORES: dict[tuple, object] = {}
+_STORED_STORES: dict[str, object] = {}
+_GENERATED: dict[tuple[int, str], str | None] = {}
+
+
+def _generated_definition(typestore, msgtype: str) -> str | None:
+    """Return the message definition text rosbags generates for `msgtype` (cached), or None."""
+    key = (id(typestore), msgtype)
+    if key not in _GENERATED:
+        _GENERATED[key] = typestore.generate_msgdef(msgtype, ros_version=2)[0] if msgtype in typestore.types else None
+    return _GENERATED[key]
+
+
+def _stored_typestore(stored: dict):
+    """Return a typestore of a bag's stored definitions, shared by bags with the same ones.
+
+    Registering generates and compiles Python code, so caching keeps many small bags cheap.
+    """
+    key = repr(sorted(stored.items(), key=lambda item: item[0]))
+    store = _STORED_STORES.get(key)
+    if store is None:
+        store = get_typestore(Stores.EMPTY)
+        store.register(stored)
+        _STORED_STORES[key] = store
+    return store
 
 
 def default_typestore(robot_map: RobotMap):
@@ -333,146 +362,123 @@ def default_typestore(robot_map: RobotMap):
 # ---------------------------------------------------------------------------------------------
 
 
-class _Extractor:
-    """Decode one role's messages into (stamp_ns, values) with the fields its role needs.
+STAMP_FIELDS = ("header.stamp.sec", "header.stamp.nanosec")
 
-    Field access is by name, so any message type with the standard type's fields works.
-    """
+ROLE_FIELDS: dict[str, tuple[str, ...]] = {
+    "joint_states": ("name", "position", "velocity"),
+    "ee_pose": ("pose.position.x", "pose.position.y", "pose.position.z"),
+    "object_pose": ("pose.position.x", "pose.position.y", "pose.position.z"),
+    "goal_pose": ("pose.position.x", "pose.position.y", "pose.position.z"),
+    "ee_twist": ("twist.linear.x", "twist.linear.y", "twist.linear.z"),
+    "cmd_twist": ("twist.linear.x", "twist.linear.y", "twist.linear.z"),
+    "wrench": (
+        "wrench.force.x", "wrench.force.y", "wrench.force.z",
+        "wrench.torque.x", "wrench.torque.y", "wrench.torque.z",
+    ),
+    "gripper_cmd": ("data",),
+    "intervention": ("data",),
+    "events": ("data",),
+}
+"""Field paths each role reads. Access is by name, so any type with these fields works."""
 
-    def __init__(self, role: str, msgtype: str, typestore, robot_map: RobotMap, source: BagSource):
-        self.role = role
-        self.msgtype = msgtype
-        self.typestore = typestore
+
+def _check_fields(source: BagSource, role: str, topic: str, msgtype: str, typestore) -> bool:
+    """Check that `msgtype` has the fields `role` reads; return whether it has a header."""
+    for path in ROLE_FIELDS[role]:
+        if not _has_field(typestore, msgtype, path):
+            raise LogReadError(
+                f"bag {source.path}: type {msgtype} on topic {topic} has no field '{path}', which role "
+                f"'{role}' reads (as in {ROLE_TYPES[role]}); map a topic of the standard type"
+            )
+    return all(_has_field(typestore, msgtype, path) for path in STAMP_FIELDS)
+
+
+def _has_field(typestore, msgtype: str, path: str) -> bool:
+    for part in path.split("."):
+        fields = dict(typestore.fielddefs[msgtype][1]) if msgtype in typestore.fielddefs else {}
+        if part not in fields:
+            return False
+        nodetype, info = fields[part]
+        msgtype = info if nodetype == Nodetype.NAME else ""
+    return True
+
+
+def _columns(
+    role: str, rows: list, has_header: bool, robot_map: RobotMap, source: BagSource, problems: list[Problem]
+) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """Turn fetched field tuples into stamps (int64 ns), values (float64) and event texts."""
+    count = len(rows)
+    stamp_width = 2 if has_header else 0
+    if role == "events":
+        texts = [str(row[2] if has_header else row) for row in rows]
+        stamps = _stamps(np.asarray([row[:2] for row in rows], dtype=np.int64).reshape(count, 2)) if has_header else np.zeros(count, np.int64)
+        return stamps, np.zeros((count, 0)), texts
+    if role == "joint_states":
+        table = _GripperReader(robot_map, source)
+        values = np.asarray([table.opening(row[2], row[3], row[4]) for row in rows], dtype=np.float64).reshape(count, 2)
+        problems.extend(table.problems)
+        stamps = _stamps(np.asarray([row[:2] for row in rows], dtype=np.int64).reshape(count, 2))
+        return stamps, values, None
+    width = ROLE_WIDTHS[role]
+    if not has_header and len(ROLE_FIELDS[role]) == 1:
+        rows = [(value,) for value in rows]  # attrgetter of one field returns the bare value
+    table = np.asarray(rows, dtype=np.float64).reshape(count, stamp_width + width)
+    stamps = _stamps(table[:, :2].astype(np.int64)) if has_header else np.zeros(count, np.int64)
+    return stamps, table[:, stamp_width:], None
+
+
+def _stamps(sec_nanosec: np.ndarray) -> np.ndarray:
+    """(N, 2) int64 seconds and nanoseconds -> (N,) int64 nanoseconds."""
+    return sec_nanosec[:, 0] * 1_000_000_000 + sec_nanosec[:, 1]
+
+
+class _GripperReader:
+    """Gripper opening (m) and its velocity (m/s) from JointState fields; remembers the finger
+    joint positions per name list and reports each naming problem once."""
+
+    def __init__(self, robot_map: RobotMap, source: BagSource):
         self.robot_map = robot_map
         self.source = source
         self.problems: list[Problem] = []
-        self.has_header = "header" in {name for name, _ in typestore.fielddefs[msgtype][1]}
-        self._deserialize = typestore.deserialize_cdr
-        self._joint_index_cache: dict[tuple[str, ...], list[int] | None] = {}
-        self._reported: set[str] = set()
-        self.extract = getattr(self, f"_extract_{role}")
+        self._indices: dict[tuple, list[int] | None] = {}
 
-    def _decode(self, raw):
-        try:
-            return self._deserialize(raw, self.msgtype)
-        except Exception as error:  # rosbags raises struct, index and serde errors on bad data
-            raise LogReadError(
-                f"bag {self.source.path}: a message on the '{self.role}' topic of type {self.msgtype} "
-                f"cannot be deserialized ({error}); the stored data does not match the definition"
-            ) from error
-
-    def _field_error(self, error: AttributeError) -> LogReadError:
-        return LogReadError(
-            f"bag {self.source.path}: type {self.msgtype} on the '{self.role}' topic lacks a field that "
-            f"{ROLE_TYPES[self.role]} has ({error}); map a topic of the standard type"
-        )
-
-    @staticmethod
-    def _stamp(msg) -> int:
-        stamp = msg.header.stamp
-        return stamp.sec * 1_000_000_000 + stamp.nanosec
-
-    def _extract_ee_pose(self, raw):
-        msg = self._decode(raw)
-        try:
-            position = msg.pose.position
-            return self._stamp(msg), (position.x, position.y, position.z)
-        except AttributeError as error:
-            raise self._field_error(error) from error
-
-    _extract_object_pose = _extract_ee_pose
-    _extract_goal_pose = _extract_ee_pose
-
-    def _extract_ee_twist(self, raw):
-        msg = self._decode(raw)
-        try:
-            linear = msg.twist.linear
-            return self._stamp(msg), (linear.x, linear.y, linear.z)
-        except AttributeError as error:
-            raise self._field_error(error) from error
-
-    _extract_cmd_twist = _extract_ee_twist
-
-    def _extract_wrench(self, raw):
-        msg = self._decode(raw)
-        try:
-            force, torque = msg.wrench.force, msg.wrench.torque
-            return self._stamp(msg), (force.x, force.y, force.z, torque.x, torque.y, torque.z)
-        except AttributeError as error:
-            raise self._field_error(error) from error
-
-    def _extract_gripper_cmd(self, raw):
-        try:
-            return 0, (float(self._decode(raw).data),)
-        except AttributeError as error:
-            raise self._field_error(error) from error
-
-    def _extract_intervention(self, raw):
-        try:
-            return 0, (1.0 if self._decode(raw).data else 0.0,)
-        except AttributeError as error:
-            raise self._field_error(error) from error
-
-    def _extract_events(self, raw):
-        try:
-            return 0, str(self._decode(raw).data)
-        except AttributeError as error:
-            raise self._field_error(error) from error
-
-    def _extract_joint_states(self, raw):
-        msg = self._decode(raw)
-        try:
-            names, position, velocity = msg.name, msg.position, msg.velocity
-            stamp = self._stamp(msg)
-        except AttributeError as error:
-            raise self._field_error(error) from error
-
-        indices = self._finger_indices(tuple(names), len(position))
+    def opening(self, names, position, velocity) -> tuple[float, float]:
+        key = tuple(names) if len(names) else ("", len(position))
+        indices = self._indices.get(key, False)
+        if indices is False:
+            indices = self._indices[key] = self._finger_indices(tuple(names), len(position))
         if indices is None:
-            return stamp, (math.nan, math.nan)
+            return math.nan, math.nan
         opening = float(sum(position[i] for i in indices))
         if len(velocity) == len(position):
-            opening_velocity = float(sum(velocity[i] for i in indices))
-        else:
-            opening_velocity = math.nan  # filled by finite differences after alignment
-        return stamp, (opening, opening_velocity)
+            return opening, float(sum(velocity[i] for i in indices))
+        return opening, math.nan  # filled by finite differences after alignment
 
     def _finger_indices(self, names: tuple[str, ...], count: int) -> list[int] | None:
-        key = names if names else ("", count)
-        if key in self._joint_index_cache:
-            return self._joint_index_cache[key]
         joints = self.robot_map.gripper_joints
         topic = self.robot_map.topics["joint_states"].topic
-        indices: list[int] | None
+        bag = str(self.source.path)
         if names:
             missing = [joint for joint in joints if joint not in names]
-            indices = None if missing else [names.index(joint) for joint in joints]
             if missing:
-                self._report(
-                    "joint_names", f"joint states lack the finger joints {missing} (names: {list(names)}); "
-                    "the gripper opening is missing", topic,
-                )
-        else:
-            indices = list(self.robot_map.gripper_joint_indices) or None
-            if indices is not None and max(indices) >= count:
-                indices = None
-            if indices is None:
-                self._report(
-                    "joint_names", f"joint states carry {count} positions but an empty name list, and "
-                    "gripper.indices in the robot map does not cover them; the gripper opening is missing", topic,
-                )
-            else:
-                self._report(
-                    "joint_names", f"joint states carry an empty name list; using positions {indices} "
-                    "from gripper.indices in the robot map as the finger joints", topic,
-                )
-        self._joint_index_cache[key] = indices
+                self.problems.append(Problem(
+                    bag, "joint_names", f"joint states lack the finger joints {missing} (names: {list(names)}); "
+                    "the gripper opening is missing", topic=topic,
+                ))
+                return None
+            return [names.index(joint) for joint in joints]
+        indices = list(self.robot_map.gripper_joint_indices)
+        if not indices or max(indices) >= count:
+            self.problems.append(Problem(
+                bag, "joint_names", f"joint states carry {count} positions but an empty name list, and "
+                "gripper.indices in the robot map does not cover them; the gripper opening is missing", topic=topic,
+            ))
+            return None
+        self.problems.append(Problem(
+            bag, "joint_names", f"joint states carry an empty name list; using positions {indices} "
+            "from gripper.indices in the robot map as the finger joints", topic=topic,
+        ))
         return indices
-
-    def _report(self, kind: str, message: str, topic: str) -> None:
-        if message not in self._reported:
-            self._reported.add(message)
-            self.problems.append(Problem(str(self.source.path), kind, message, topic=topic))
 
 
 def parse_event(text: str) -> dict | None:
