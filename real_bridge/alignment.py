@@ -3,9 +3,10 @@
 The steps, each reported as a `Problem` when it finds something:
 
 1. Effective time. A message's time is its ``header.stamp``; a zero stamp falls back to the
-   receive (log) time. Messages without a header (commands, flags, events) use the log time
-   shifted by the median stamp-minus-log offset of the stamped topics, so a robot that stamps
-   with its own clock (simulation time, say) still lines up.
+   receive (log) time, shifted onto the topic's own clock (see `_fill_zero_stamps`). Messages
+   without a header (commands, flags, events) use the log time shifted by the median
+   stamp-minus-log offset of the stamped topics in their segment, so a robot that stamps with
+   its own clock (simulation time, say) still lines up.
 2. Clock jumps. In receive order, a time more than ``clock_jump_s`` below its predecessor is a
    clock jump (a restarted simulation, a reset robot clock). The recording is cut into
    segments there and each segment is read on its own; smaller steps back are reordered.

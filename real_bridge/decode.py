@@ -2,7 +2,7 @@
 
 Only topics named in the robot map are decoded, so an unused topic of an unknown custom type
 costs nothing. Message definitions stored in the bag (ROS2 Iron and newer, and every MCAP file)
-are used when present; bags without them (Humble and older sqlite3 bags) decode through the
+are used when present. Bags without them (Humble and older sqlite3 bags) decode through the
 map's default typestore, plus any ``.msg`` files the map lists under ``types``.
 
 Every timestamp here is in nanoseconds: `log_ns` is the time the recorder received a message,
@@ -77,7 +77,7 @@ class Stream:
 
 @dataclass
 class BagData:
-    """What was read from one recording.
+    """Decoded content and metadata of one recording.
 
     Attributes:
         source: The recording.
@@ -109,7 +109,7 @@ def read_bag(source: BagSource, robot_map: RobotMap) -> BagData:
     Raises:
         BagSkipped: The recording cannot be opened or has no messages.
         LogReadError: A mapped topic has a type that cannot be decoded or lacks the fields its
-            role needs; the message names the bag, topic and type and how to register it.
+            role needs. The message names the bag, topic and type, and how to register it.
     """
     version = _check_metadata(source)
     try:
@@ -157,7 +157,8 @@ def _unreadable_message(source: BagSource, error: Exception) -> str:
 
 def _read_open_bag(source: BagSource, reader: Reader, robot_map: RobotMap, version: int | None) -> BagData:
     problems: list[Problem] = []
-    storage = "mcap" if source.kind == "mcap" else "sqlite3" if source.kind == "db3" else _storage_id(source)
+    storages = {"mcap": "mcap", "db3": "sqlite3"}
+    storage = storages[source.kind] if source.kind in storages else _storage_id(source)
     topics = {name: (info.msgtype or "?", info.msgcount) for name, info in reader.topics.items()}
     data = BagData(
         source=source,
@@ -170,7 +171,7 @@ def _read_open_bag(source: BagSource, reader: Reader, robot_map: RobotMap, versi
         problems=problems,
     )
     if reader.message_count == 0:
-        raise BagSkipped("empty_bag", f"the recording holds no messages ({len(topics)} topics declared)")
+        raise BagSkipped("empty_bag", f"the recording contains no messages ({len(topics)} topics declared)")
 
     mapped = {}
     for role, spec in robot_map.topics.items():

@@ -6,7 +6,7 @@ A recording is one of:
   one or more storage files (split bags), MCAP or sqlite3, compressed or not;
 - a standalone ``.mcap`` or ``.db3`` storage file outside a bag directory. Storage files in a
   directory without ``metadata.yaml`` (a recorder that was killed before writing it) are read
-  one by one from storage, and a problem says how to restore the metadata.
+  one by one from storage, and a problem tells how to restore the metadata.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def find_bags(path: str | Path) -> tuple[list[BagSource], list[Problem]]:
         without metadata, compressed files that cannot be read without it).
 
     Raises:
-        LogReadError: `path` does not exist, or holds no recordings at all.
+        LogReadError: `path` does not exist, or contains no recordings at all.
     """
     root = Path(path).expanduser()
     if not root.exists():

@@ -1,4 +1,4 @@
-"""`ast-robot logs inspect`: a per-bag report of what a log path holds and what is wrong with it.
+"""`ast-robot logs inspect`: a per-bag report of what a log path contains and what is wrong with it.
 
 For every recording: storage and metadata version, duration, each topic with its type, message
 count and rate, the episodes found (length, success, intervention steps, peak force) and every
@@ -76,7 +76,7 @@ def inspect_logs(path: str | Path, robot_map: RobotMap, logs_cfg: LogsConfig | N
     topic that cannot be decoded is reported on its bag instead of raised.
 
     Raises:
-        LogReadError: `path` does not exist or holds no recordings.
+        LogReadError: `path` does not exist or contains no recordings.
     """
     logs_cfg = logs_cfg or LogsConfig()
     sources, problems = find_bags(path)
@@ -137,12 +137,12 @@ def _topic_reports(data, robot_map: RobotMap) -> list[TopicReport]:
 
 
 def as_json(report: LogReport) -> str:
-    """The report as JSON text (problems as objects with bag, kind, message, topic, time_ns)."""
+    """Render the report as JSON text (problems as objects with bag, kind, message, topic, time_ns)."""
     return json.dumps(asdict(report), indent=2, default=str)
 
 
 def format_table(report: LogReport) -> str:
-    """The report as plain-text tables, one block per recording."""
+    """Render the report as plain-text tables, one block per recording."""
     lines = [f"logs: {report.path}   robot map: {report.robot}", ""]
     for problem in report.problems:
         lines.append(f"  ! {problem}")
@@ -166,7 +166,7 @@ def _bag_block(bag: BagReport) -> list[str]:
     if bag.episodes:
         rows = [("episode", "steps", "duration s", "success", "intervention steps", "peak force N")]
         for episode in bag.episodes:
-            success = "?" if episode.success is None else "yes" if episode.success else "no"
+            success = {None: "?", True: "yes", False: "no"}[episode.success]
             force = f"{episode.peak_force_n:.2f}" if episode.peak_force_n is not None else "no data"
             name = episode.id + (" (split)" if episode.split else "")
             rows.append((name, str(episode.steps), f"{episode.duration_s:.2f}", success, str(episode.intervention_steps), force))

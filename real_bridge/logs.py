@@ -1,10 +1,10 @@
 """Loading real-robot rosbag2 recordings as `Episode(source="real")` objects.
 
 `load_episodes(path, robot_map)` finds every recording under `path` (bag directories, standalone
-``.mcap`` and ``.db3`` files, recursively), decodes the topics named in the robot map, puts them
-on one clock, cuts episodes, resamples each onto the control-rate grid and returns the episodes
-with every problem found and a summary that accounts for each episode (loaded, split, skipped
-and why). A recording that cannot be used is reported and skipped; the others still load.
+``.mcap`` and ``.db3`` files, recursively) and decodes the topics named in the robot map. It puts
+them on one clock, cuts episodes and resamples each onto the control-rate grid. It returns the
+episodes with every problem found and a summary that accounts for each episode (loaded, split,
+skipped and why). A recording that cannot be used is reported and skipped; the others still load.
 
 Bag timestamps are nanoseconds (int64) throughout; `Episode.timestamps` are the same times in
 seconds (float64), on the recording's clock (not shifted to start at 0).
@@ -143,7 +143,7 @@ class LoadResult:
 
 @dataclass
 class BagResult:
-    """What one recording gave: its data (None when skipped), episodes, problems and counts."""
+    """Result of loading one recording: its data (None when skipped), episodes, problems, counts."""
 
     source: BagSource
     data: BagData | None
@@ -177,7 +177,7 @@ def load_episodes(path: str | Path, robot_map: RobotMap | str | Path, *, logs_cf
         The episodes in bag path order, every problem found, and a summary.
 
     Raises:
-        LogReadError: `path` does not exist or holds no recordings, or a mapped topic's type
+        LogReadError: `path` does not exist or contains no recordings, or a mapped topic's type
             cannot be decoded (the message names the bag, topic and type and how to register it).
     """
     logs_cfg = logs_cfg or LogsConfig()
@@ -575,7 +575,11 @@ def _actions(
     problems: list[Problem],
     start_ns: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    length = len(twist) if twist is not None else len(gripper) if gripper is not None else 0
+    length = 0
+    if twist is not None:
+        length = len(twist)
+    elif gripper is not None:
+        length = len(gripper)
     linear = np.full((length, 3), np.nan) if twist is None else twist / robot_map.linear_scale_m_s
     grip = np.full((length, 1), np.nan) if gripper is None else gripper / robot_map.gripper_scale
     actions = np.concatenate([linear, grip], axis=1)

@@ -1,9 +1,9 @@
 """Robot topic maps: which rosbag2 / ROS2 topic carries which part of an episode.
 
 A topic map is a YAML file in ``configs/robots/`` (see ``standin.yaml`` for a commented example).
-It names one topic per role, the control rate that logs are resampled to, how old the latest
-message may be at a control step (the tolerance), the finger joints that make up the gripper
-opening, and the command scales that convert between logged commands in SI units and the
+It names one topic per role and the control rate that logs are resampled to. It sets how old the
+latest message may be at a control step (the tolerance) and which finger joints make up the
+gripper opening. Its command scales convert between logged commands in SI units and the
 normalized actions in [-1, 1] that policies emit.
 
 Roles and their standard message types:
@@ -55,7 +55,7 @@ REQUIRED_ROLES = ("ee_pose", "cmd_twist", "events")
 episode; without commands there are no actions; `events` is where episode boundaries go."""
 
 HOLD_BY_DEFAULT = ("goal_pose", "gripper_cmd", "intervention")
-"""Roles that are often published only on change, so their latest message holds at any age."""
+"""Roles that are often published only on change, so their latest message is used at any age."""
 
 TYPESTORES = (
     "ros2_foxy", "ros2_galactic", "ros2_humble", "ros2_iron", "ros2_jazzy", "ros2_kilted", "latest",

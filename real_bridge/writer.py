@@ -21,9 +21,9 @@ steps. What it writes per control step (all at the step's time, header stamp = l
 |                | the last                                                                      |
 
 Steps marked in `Episode.missing` get no message on that topic, so they read back as missing.
-Episodes in one bag must not overlap in time: an episode that starts at or before the end of the
-previous one is shifted to start one control period after it, and the shift goes into the start
-event as ``time_offset_ns`` so that reading restores the original timestamps.
+Episodes in one bag must not overlap in time. An episode that starts at or before the end of the
+previous one is shifted to start one control period after it. The shift goes into the start
+event as ``time_offset_ns``, so reading restores the original timestamps.
 
 NOTE: `Episode.rewards`, `step_stats` and action labels that differ from the executed actions are
 not recorded; a robot logs what it executed, and labels read back as the commands of the
@@ -72,7 +72,7 @@ NUMPY_DTYPES = {
 class EpisodeWriter:
     """Write episodes or single messages to a new rosbag2 bag directory.
 
-    Use as a context manager; the bag is closed (metadata written) on normal exit and on
+    Use it as a context manager. The bag is closed (metadata written) on normal exit and on
     exceptions, so what was recorded before an error stays readable.
 
     Args:
@@ -171,7 +171,7 @@ class EpisodeWriter:
                 mapped type.
             msg_or_fields: A rosbags message, CDR bytes (as from ``rclpy.serialization``), a
                 nested dict of fields, or any object with the fields as attributes (an rclpy
-                message); fields left out are zero or empty.
+                message). Fields left out are zero or empty.
             t_ns: Log time in nanoseconds.
         """
         writer = self._require_open()
@@ -344,7 +344,7 @@ class EpisodeWriter:
 
 def build_message(typestore, msgtype: str, value: Any):
     """Build a rosbags message of `msgtype` from a message, a nested dict or an object with
-    attributes (an rclpy message); missing fields become zero, empty or default."""
+    attributes (an rclpy message). Missing fields become zero, empty or default."""
     cls = typestore.types.get(msgtype)
     if cls is None:
         raise LogWriteError(f"type {msgtype} is unknown to the typestore")

@@ -336,8 +336,9 @@ def test_zero_and_one_step_episodes(tmp_path):
 
 
 def restarting_clock_recording():
-    """Header stamps run 0 to 15 s, then restart at 0 while the log clock keeps going; the
-    wrench topic runs at 30 Hz and is silent for 2 s in the second run."""
+    """Header stamps run 0 to 15 s, then restart at 0 while the log clock keeps going.
+
+    The wrench topic runs at 30 Hz and is silent for 2 s in the second run."""
     recording = Recording()
     run_steps = int(15 * SECOND / PERIOD) + 1  # stamps 0 .. 15 s at 20 Hz
     for run in range(2):
@@ -488,8 +489,9 @@ def test_missing_command_step_is_zero_action(tmp_path):
     recording = steady_recording(8)
     recording.messages = [m for m in recording.messages if not (m[0] == "/cmd_twist" and m[2] == BASE + 3 * PERIOD)]
     recording.write(tmp_path / "dropped_command")
+    robot_map = standin_map().with_topics(cmd_twist={"tolerance_ns": 35_000_000})
 
-    (episode,) = load_episodes(tmp_path, standin_map()).episodes
+    (episode,) = load_episodes(tmp_path, robot_map).episodes
 
     np.testing.assert_array_equal(np.flatnonzero(episode.missing["action"]), [3])
     np.testing.assert_allclose(episode.actions[3, :3], 0.0)
@@ -532,3 +534,36 @@ def test_copies_of_bag_load_independently(tmp_path):
 
     assert [e.id for e in result.episodes] == ["run/ep0", "run/ep0"]
     assert [e.info["bag"] for e in result.episodes] == [str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run")]
+
+
+def test_truncated_mcap_gives_recover_error(tmp_path):
+    bag = steady_recording(40).write(tmp_path / "whole")
+    (mcap_file,) = bag.glob("*.mcap")
+    (tmp_path / "killed").mkdir()
+    data = mcap_file.read_bytes()
+    (tmp_path / "killed" / "killed_0.mcap").write_bytes(data[: len(data) * 2 // 3])
+
+    result = load_episodes(tmp_path / "killed", standin_map())
+
+    assert result.episodes == []
+    (problem,) = kinds(result, "unreadable")
+    assert "mcap recover" in problem.message
+    assert kinds(result, "no_metadata")
+
+
+def test_humble_schema_without_definition_table(tmp_path):
+    """Humble's sqlite3 schema (version 3) has no message_definitions table at all."""
+    bag = write_with_qos(tmp_path / "humble", 8)
+    (db,) = bag.glob("*.db3")
+    with sqlite3.connect(db) as connection:
+        connection.execute("DROP TABLE message_definitions")
+        connection.execute("UPDATE schema SET schema_version = 3")
+    data = metadata_of(bag)
+    data["rosbag2_bagfile_information"]["version"] = 5
+    (bag / "metadata.yaml").write_text(yaml.safe_dump(data))
+
+    result = load_episodes(bag, standin_map())
+
+    (episode,) = result.episodes
+    assert len(episode) == 6
+    np.testing.assert_allclose(episode.obs["goal"], np.tile([0.6, 0.1, 0.02], (6, 1)), atol=1e-7)
