@@ -195,20 +195,20 @@ class RealFeedbackIndex:
         success = np.array(
             [np.nan if ep.success is None else float(ep.success) for ep in sim_episodes], dtype=np.float64
         )
-        peak_force = np.array([peak_force_n(ep) for ep in sim_episodes], dtype=np.float64)
+        peak_forces = np.array([peak_force_n(ep) for ep in sim_episodes], dtype=np.float64)
         action_grids = None
         if self._uses_discrepancy():
             action_grids = np.zeros((n, self.cfg.discrepancy_points, ACTION_DIM))
             for i, episode in enumerate(sim_episodes):
                 if len(episode):
                     action_grids[i] = resample_actions(episode.actions, self.cfg.discrepancy_points)
-        return self.feedback_arrays(contexts, success, peak_force, action_grids)
+        return self.feedback_arrays(contexts, success, peak_forces, action_grids)
 
     def feedback_arrays(
         self,
         contexts: np.ndarray,
         success: np.ndarray,
-        peak_force_n: np.ndarray,
+        peak_forces_n: np.ndarray,
         action_grids: np.ndarray | None = None,
     ) -> FeedbackResult:
         """Vectorized feedback from per-episode arrays.
@@ -216,7 +216,7 @@ class RealFeedbackIndex:
         Args:
             contexts: Sim contexts in metres, float (N, 6).
             success: Sim success 1/0, NaN when unknown, float (N,).
-            peak_force_n: Sim peak contact force in newtons, NaN when unknown, float (N,).
+            peak_forces_n: Sim peak contact force in newtons, NaN when unknown, float (N,).
             action_grids: Sim actions resampled with `resample_actions`, float (N, P, 4), or None
                 to leave out the discrepancy term.
         """
@@ -238,7 +238,7 @@ class RealFeedbackIndex:
         parts["gap"] = np.nan_to_num(np.minimum(gap / cfg.gap_scale, cfg.gap_cap), nan=0.0)
         parts["correction"] = cfg.correction_weight * np.nan_to_num(correction_share, nan=0.0)
 
-        sim_unsafe = np.asarray(peak_force_n, dtype=np.float64) > cfg.force_limit_n
+        sim_unsafe = np.asarray(peak_forces_n, dtype=np.float64) > cfg.force_limit_n
         real_unsafe = ((weight > 0) & self.unsafe[index]).any(axis=1) if len(self) else np.zeros(n, bool)
         parts["unsafe"] = cfg.unsafe_weight * (sim_unsafe | real_unsafe)
 

@@ -270,7 +270,8 @@ def rank_normalize(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     n_ref, n = len(reference), len(values)
     if n_ref < 2:
         return np.full(n, NEUTRAL)
-    order = np.argsort(reference, kind="stable")
+    # Any sort order works: tied values get their group's mean rank below.
+    order = np.argsort(reference)
     ordered = reference[order]
     # Tie groups in sorted order: each starts where the value changes.
     starts_group = np.empty(n_ref, dtype=bool)

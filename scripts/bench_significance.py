@@ -48,14 +48,16 @@ def make_episode(rng: np.random.Generator, source: str, steps: int = 100) -> Epi
     )
 
 
-def median_ms(function, repeats: int) -> float:
+def median_ms(function, repeats: int) -> tuple[float, float]:
+    """Median wall time and median process CPU time of one call, in milliseconds."""
     function()  # warm-up
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
         function()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+        wall.append(time.perf_counter() - start_wall)
+        cpu.append(time.process_time() - start_cpu)
+    return 1e3 * float(np.median(wall)), 1e3 * float(np.median(cpu))
 
 
 def bench_scoring(sizes: list[int], repeats: int, features: int, modality: str) -> list[tuple]:
@@ -69,11 +71,11 @@ def bench_scoring(sizes: list[int], repeats: int, features: int, modality: str) 
         gate = SundewGate(GateConfig(), seed=0)
         batch = random_inputs(rng, n, features)
 
-        score_ms = median_ms(lambda: model.score(batch, progress=0.5), repeats)
+        score_ms, _ = median_ms(lambda: model.score(batch, progress=0.5), repeats)
         scores = model.score(batch, progress=0.5).score
-        gate_ms = median_ms(lambda: gate.decide(scores), repeats)
-        total_ms = median_ms(lambda: gate.decide(model.score(batch, progress=0.5).score), repeats)
-        rows.append((f"score + gate, {modality}, F={features}", n, score_ms, gate_ms, total_ms))
+        gate_ms, _ = median_ms(lambda: gate.decide(scores), repeats)
+        total_ms, cpu_ms = median_ms(lambda: gate.decide(model.score(batch, progress=0.5).score), repeats)
+        rows.append((f"score + gate, {modality}, F={features}", n, score_ms, gate_ms, total_ms, cpu_ms))
     return rows
 
 
@@ -84,8 +86,9 @@ def bench_feedback(sizes: list[int], repeats: int, real_count: int) -> list[tupl
     rows = []
     for n in sizes:
         sims = [make_episode(rng, "sim") for _ in range(n)]
-        total_ms = median_ms(lambda: index.feedback(sims), max(3, repeats // 4))
-        rows.append((f"feedback from {real_count} real episodes (100 steps)", n, float("nan"), float("nan"), total_ms))
+        total_ms, cpu_ms = median_ms(lambda: index.feedback(sims), max(3, repeats // 4))
+        name = f"feedback from {real_count} real episodes (100 steps)"
+        rows.append((name, n, float("nan"), float("nan"), total_ms, cpu_ms))
     return rows
 
 
@@ -104,12 +107,17 @@ def main() -> None:
     rows += bench_feedback(args.sizes, args.repeats, args.real_episodes)
 
     print()
-    print("| what | N | score ms | gate ms | total ms | total ms per 1,000 |")
-    print("|---|---|---|---|---|---|")
-    for name, n, score_ms, gate_ms, total_ms in rows:
-        def cell(value):
-            return "-" if np.isnan(value) else f"{value:.2f}"
-        print(f"| {name} | {n} | {cell(score_ms)} | {cell(gate_ms)} | {total_ms:.2f} | {1000 * total_ms / n:.2f} |")
+    print("| what | N | score ms | gate ms | total ms | total CPU ms | total ms per 1,000 |")
+    print("|---|---|---|---|---|---|---|")
+    for name, n, score_ms, gate_ms, total_ms, cpu_ms in rows:
+        print(
+            f"| {name} | {n} | {_cell(score_ms)} | {_cell(gate_ms)} | {total_ms:.2f} | {cpu_ms:.2f} "
+            f"| {1000 * total_ms / n:.2f} |"
+        )
+
+
+def _cell(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.2f}"
 
 
 if __name__ == "__main__":

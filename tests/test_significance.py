@@ -487,3 +487,17 @@ def test_mark_trained_without_features_warns(caplog):
     with caplog.at_level("WARNING", logger="ast_robot.significance"):
         model.mark_trained(np.zeros((2, 6)))
     assert "novelty memory stays empty" in caplog.text
+
+
+def test_benchmark_script_runs():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_significance.py"
+    completed = subprocess.run(
+        [sys.executable, str(script), "--sizes", "50", "--repeats", "1", "--real-episodes", "5"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "| score + gate, robot, F=12 | 50 |" in completed.stdout
