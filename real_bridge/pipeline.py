@@ -22,8 +22,10 @@ A control step (`ControlCore.tick`):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,6 +45,28 @@ change (``{"event": "arm"}``), kept off the episode events topic that log reader
 
 SENSOR_ROLES = ("joint_states", "ee_pose", "ee_twist", "object_pose", "goal_pose", "wrench")
 """Topic-map roles that carry observations."""
+
+
+@contextlib.contextmanager
+def single_thread_inference():
+    """Run torch on one CPU thread inside the block, then restore the previous thread count.
+
+    Batch-1 inference gains nothing from more threads, and on a busy machine their
+    synchronization made one action take 28 ms of CPU instead of 0.9 ms (tiny transformer,
+    2-core machine shared with other jobs), long enough to trip the watchdog. The node and
+    replay both act on one thread, so replay also sums in the same order and reproduces the
+    node's commands bit for bit. Does nothing when torch was never imported.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class ActingPolicy(Protocol):

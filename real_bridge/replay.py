@@ -32,7 +32,13 @@ from ast_robot.config import BridgeConfig, EnvConfig
 from ast_robot.errors import LogReadError
 from ast_robot.real_bridge.decode import parse_event, read_bag
 from ast_robot.real_bridge.discovery import BagSource, find_bags
-from ast_robot.real_bridge.pipeline import CONTROL_EVENTS_TOPIC, SENSOR_ROLES, ActingPolicy, ControlCore
+from ast_robot.real_bridge.pipeline import (
+    CONTROL_EVENTS_TOPIC,
+    SENSOR_ROLES,
+    ActingPolicy,
+    ControlCore,
+    single_thread_inference,
+)
 from ast_robot.real_bridge.problems import BagSkipped, Problem
 from ast_robot.real_bridge.safety import CLAMP_NAMES
 from ast_robot.real_bridge.topic_map import RobotMap, TopicSpec
@@ -171,7 +177,8 @@ def replay_logs(
             continue
         control_texts = _read_control_events(source, robot_map)
         core = ControlCore(policy, robot_map, cfg, history_steps=history_steps)
-        report.episodes.extend(_replay_bag(source, bag, control_texts, core, robot_map, divergence_threshold))
+        with single_thread_inference():
+            report.episodes.extend(_replay_bag(source, bag, control_texts, core, robot_map, divergence_threshold))
     if not report.episodes:
         logger.warning("replay of %s compared no episodes; see the problems", path)
     return report

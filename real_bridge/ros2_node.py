@@ -52,7 +52,13 @@ except ImportError as error:  # pragma: no cover - exercised by a test that hide
     raise MissingExtraError("ros", error.name or "rclpy", "the ROS2 bridge") from error
 
 from ast_robot.config import BridgeConfig
-from ast_robot.real_bridge.pipeline import CONTROL_EVENTS_TOPIC, SENSOR_ROLES, ControlCore, TickResult
+from ast_robot.real_bridge.pipeline import (
+    CONTROL_EVENTS_TOPIC,
+    SENSOR_ROLES,
+    ControlCore,
+    TickResult,
+    single_thread_inference,
+)
 from ast_robot.real_bridge.topic_map import RobotMap
 
 logger = logging.getLogger(__name__)
@@ -306,7 +312,10 @@ class BridgeNode(Node):
     def _on_watchdog_timer(self) -> None:
         result = self.core.watchdog_check(self.now_ns())
         if result is not None:
-            logger.warning("watchdog: %s stale, motion stopped", ", ".join(result.stale_roles))
+            ages = ", ".join(
+                f"{role} {self.core.pipeline.age_s(role, result.t_ns) * 1e3:.0f} ms" for role in result.stale_roles
+            )
+            logger.warning("watchdog: stale %s (limit %.0f ms); motion stopped", ages, self.cfg.safety.watchdog_timeout_s * 1e3)
             self._send(result)
 
     def _send(self, result: TickResult) -> None:
@@ -536,7 +545,7 @@ def run_bridge(
     recorder = BagRecorder(record_dir, robot_map, storage=storage) if record_dir is not None else None
     started = time.monotonic()
     try:
-        with RosSession(domain_id=domain_id) as session:
+        with single_thread_inference(), RosSession(domain_id=domain_id) as session:
             node = session.add(BridgeNode(core, robot_map, cfg, context=session.context, recorder=recorder))
             if arm:
                 node.arm(True)

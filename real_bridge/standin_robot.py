@@ -75,6 +75,10 @@ class StandinRobot(Node):
         command_timeout_s: Age after which a velocity command counts as zero, in seconds.
         supervisor: Supervisor settings, or None for no supervisor.
         teleop_topic: Where the supervisor publishes its velocity commands (m/s).
+        publish_hz: Sensor publishing rate; None gives three times the control rate, so that
+            every step of a log's control-rate grid finds a sensor message well within tolerance
+            (a real driver publishes at hundreds of Hz). Between env steps the same observation
+            is published again with a new stamp.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class StandinRobot(Node):
         supervisor: SupervisorSettings | None = None,
         teleop_topic: str = BridgeConfig().teleop_topic,
         node_name: str = "standin_robot",
+        publish_hz: float | None = None,
     ):
         super().__init__(node_name, context=context)
         self.env = env
@@ -133,6 +138,7 @@ class StandinRobot(Node):
         self.create_service(Trigger, "~/reset_scene", self._on_reset_service)
         self.reset_scene()
         self.create_timer(1.0 / robot_map.control_hz, self._on_step)
+        self.create_timer(1.0 / (publish_hz or 3.0 * robot_map.control_hz), self.publish_observation)
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -184,7 +190,6 @@ class StandinRobot(Node):
             self.episode_steps += 1
             self.done = bool(terminated or truncated)
             self.terminated, self.truncated = bool(terminated), bool(truncated)
-        self.publish_observation()
         status = {
             "step": self.episode_steps,
             "is_success": bool(self.info.get("is_success", False)),
@@ -367,7 +372,7 @@ def record_standin_ros(
     """
     from tqdm.auto import tqdm
 
-    from ast_robot.real_bridge.pipeline import ControlCore
+    from ast_robot.real_bridge.pipeline import ControlCore, single_thread_inference
 
     env = make_standin_env(config.env, reality=reality, control_hz=robot_map.control_hz)
     timeout_s = episode_timeout_s or 2.0 * config.env.max_steps / robot_map.control_hz + 2.0
@@ -375,7 +380,7 @@ def record_standin_ros(
     core = ControlCore(policy, robot_map, config.bridge, history_steps=history_steps)
     successes = with_interventions = 0
     try:
-        with RosSession(domain_id=domain_id) as session:
+        with single_thread_inference(), RosSession(domain_id=domain_id) as session:
             robot = session.add(StandinRobot(
                 env, robot_map, context=session.context, seed=seed, supervisor=supervisor,
                 teleop_topic=config.bridge.teleop_topic,
