@@ -42,8 +42,9 @@ tolerance; "hold" topics use their latest message at any age):
 
 Missing data never reaches the arrays as NaN: a step without a valid reading is filled with 0
 and marked in `Episode.missing` under ``proprio`` (ee pose or velocity), ``gripper`` (opening),
-``force``, ``object``, ``goal`` or ``action`` (no command within tolerance; the action is 0, the
-same as a velocity controller that stops on a command timeout). A NaN wrench reading marks that
+``force``, ``object``, ``goal`` or ``actions`` (no command within tolerance, so the action is 0,
+as a velocity controller that stops on a command timeout would do). ``info["commands_logged"]``
+is False when the recording has no command messages at all. A NaN wrench reading marks that
 step's force missing; `Episode.wrench` keeps NaN there, and is None when the recording has no
 wrench messages at all.
 """
@@ -69,7 +70,7 @@ from ast_robot.real_bridge.topic_map import RobotMap
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BagResult", "LoadResult", "LoadSummary", "Problem", "load_bag", "load_episodes"]
+__all__ = ["BagResult", "LoadResult", "LoadSummary", "Problem", "load_bag", "load_episodes", "resolve_robot_map"]
 
 
 @dataclass
@@ -483,7 +484,9 @@ def _build_episode(
     goal = np.full((length, 3), np.nan) if goal is None else goal
     missing["goal"] = ~np.isfinite(goal).all(axis=1)
 
-    actions, missing["action"] = _actions(sample("cmd_twist"), sample("gripper_cmd"), robot_map, bag, window.index, problems, start_ns)
+    actions, missing["actions"] = _actions(
+        length, sample("cmd_twist"), sample("gripper_cmd"), robot_map, bag, window.index, problems, start_ns
+    )
     intervention = sample("intervention")
     interventions = np.zeros(length, bool) if intervention is None else np.nan_to_num(intervention[:, 0]) > 0.5
 
@@ -517,6 +520,7 @@ def _build_episode(
         episode_id = f"{episode_id}.{piece}"
     info = {
         "bag": bag,
+        "commands_logged": "cmd_twist" in streams and len(streams["cmd_twist"]) > 0,
         "storage": data.storage,
         "episode_index": window.index,
         "segment": segment.index,
@@ -567,6 +571,7 @@ def _finite_difference(values: np.ndarray, seconds: np.ndarray) -> np.ndarray:
 
 
 def _actions(
+    length: int,
     twist: np.ndarray | None,
     gripper: np.ndarray | None,
     robot_map: RobotMap,
@@ -575,11 +580,6 @@ def _actions(
     problems: list[Problem],
     start_ns: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    length = 0
-    if twist is not None:
-        length = len(twist)
-    elif gripper is not None:
-        length = len(gripper)
     linear = np.full((length, 3), np.nan) if twist is None else twist / robot_map.linear_scale_m_s
     grip = np.full((length, 1), np.nan) if gripper is None else gripper / robot_map.gripper_scale
     actions = np.concatenate([linear, grip], axis=1)
@@ -626,3 +626,8 @@ def _report_nan_wrench(timed, start_ns: int, end_ns: int, bag: str, episode: int
                 topic=timed.stream.topic, time_ns=int(timed.t_ns[lo + np.flatnonzero(bad)[0]]), episode=episode,
             )
         )
+
+
+def resolve_robot_map(robot: str | Path | None, logs_cfg: LogsConfig | None = None) -> RobotMap:
+    """Load the robot map named by `robot`, or by `logs_cfg.robot` when `robot` is None."""
+    return RobotMap.load(robot if robot is not None else (logs_cfg or LogsConfig()).robot)

@@ -261,10 +261,10 @@ class EpisodeWriter:
         if "wrench" in topics:
             self._write_wrench(episode, step, missing.get("force", False), t_ns)
 
-        if "cmd_twist" in topics and not missing.get("action"):
+        if "cmd_twist" in topics and not missing.get("actions"):
             linear = episode.actions[step, 0:3].astype(np.float64) * self.robot_map.linear_scale_m_s
             self._write_typed("cmd_twist", self._twist(header("cmd_twist"), linear), t_ns)
-        if "gripper_cmd" in topics and not missing.get("action"):
+        if "gripper_cmd" in topics and not missing.get("actions"):
             value = float(episode.actions[step, 3]) * self.robot_map.gripper_scale
             self._write_typed("gripper_cmd", types["std_msgs/msg/Float64"](data=value), t_ns)
         if "intervention" in topics:

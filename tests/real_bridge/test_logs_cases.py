@@ -481,7 +481,7 @@ def test_sim_clock_stamps_align_headerless_topics(tmp_path):
     (episode,) = result.episodes
     np.testing.assert_allclose(episode.timestamps, np.arange(10) * PERIOD / SECOND, atol=1e-9)
     np.testing.assert_array_equal(episode.interventions, np.arange(10) >= 5)
-    assert not episode.missing["action"].any()
+    assert not episode.missing["actions"].any()
     assert not kinds(result, "clock_jump")
 
 
@@ -493,7 +493,7 @@ def test_missing_command_step_is_zero_action(tmp_path):
 
     (episode,) = load_episodes(tmp_path, robot_map).episodes
 
-    np.testing.assert_array_equal(np.flatnonzero(episode.missing["action"]), [3])
+    np.testing.assert_array_equal(np.flatnonzero(episode.missing["actions"]), [3])
     np.testing.assert_allclose(episode.actions[3, :3], 0.0)
     np.testing.assert_allclose(episode.actions[2, :3], [0.2, 0.0, 0.0])
 
@@ -567,3 +567,17 @@ def test_humble_schema_without_definition_table(tmp_path):
     (episode,) = result.episodes
     assert len(episode) == 6
     np.testing.assert_allclose(episode.obs["goal"], np.tile([0.6, 0.1, 0.02], (6, 1)), atol=1e-7)
+
+
+def test_recording_without_commands(tmp_path):
+    recording = steady_recording(5)
+    recording.messages = [m for m in recording.messages if m[0] not in ("/cmd_twist", "/gripper_cmd")]
+    recording.write(tmp_path / "no_commands")
+
+    result = load_episodes(tmp_path, standin_map())
+
+    (episode,) = result.episodes
+    assert episode.info["commands_logged"] is False
+    assert episode.missing["actions"].all()
+    assert not episode.actions.any()
+    assert {p.topic for p in kinds(result, "missing_topic")} >= {"/cmd_twist", "/gripper_cmd"}
