@@ -7,7 +7,7 @@ attends to the same keys, shared by all heads:
 
 - the G global tokens;
 - the local window: the blocks within ``ceil(window / block_size)`` blocks of the query block
-  (so every query sees at least ``window`` tokens on each side, rounded up to whole blocks);
+  (so every query attends at least ``window`` tokens on each side, rounded up to whole blocks);
 - the ``top_k`` blocks outside the local window that a small learned indexer scores highest.
 
 Global tokens attend to every token. The selected blocks never include a local block, so a key
@@ -139,7 +139,7 @@ def local_radius_blocks(window: int, block_size: int) -> int:
 
 
 def max_candidate_blocks(num_regular: int, block_size: int, local_radius: int) -> int:
-    """Return the most blocks outside the local window any query block can choose from."""
+    """Return the maximum number of blocks outside the local window of any query block."""
     num_blocks = math.ceil(num_regular / block_size)
     fewest_local = min(local_radius + 1, num_blocks)  # an edge block's window is cut short
     return max(num_blocks - fewest_local, 0)

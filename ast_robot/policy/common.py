@@ -102,11 +102,16 @@ class ObservationNormalizer(nn.Module):
         var.copy_(m2 / total)
         count.copy_(total)
 
-    def forward(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Normalize each group (..., d) to (..., d) in the input's dtype, clipped to +-clip."""
+    def forward(self, obs: dict[str, Tensor], dtype: torch.dtype | None = None) -> dict[str, Tensor]:
+        """Normalize each group (..., d) to (..., d), clipped to +-clip.
+
+        The result has ``dtype``, or the input's floating dtype when None.
+        """
         out = {}
         for name in self.groups:
             x = obs[name]
+            if dtype is not None or not x.is_floating_point():
+                x = x.to(dtype or torch.get_default_dtype())
             mean = getattr(self, f"mean_{name}").to(x.dtype)
             std = (getattr(self, f"var_{name}") + self.eps).sqrt().to(x.dtype)
             z = ((x - mean) / std).clamp(-self.clip, self.clip)

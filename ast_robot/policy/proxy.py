@@ -48,7 +48,7 @@ class ProxyPolicy(PolicyBase):
         rows = torch.arange(batch, device=last.device)
         current = {name: obs[name][rows, last] for name in OBS_GROUPS}  # group -> (B, d)
 
-        normalized = self.normalizer(current)
+        normalized = self.normalizer(current, dtype=self.head.linear.weight.dtype)
         features = self.mlp(torch.cat([normalized[name] for name in OBS_GROUPS], dim=-1))  # (B, hidden)
         mean, log_std = self.head(features)
 

@@ -77,7 +77,7 @@ class TransformerPolicy(PolicyBase):
             `PolicyOutput` with mean and log_std (B, 4) and features (B, d_model).
         """
         batch, steps, pad_mask = check_obs(obs, pad_mask, self.cfg.history)
-        normalized = self.normalizer(obs)
+        normalized = self.normalizer(obs, dtype=self.global_tokens.dtype)
         num_groups = len(self.groups)
 
         time = self.time_embedding[self.cfg.history - steps :]  # (h, D)

@@ -48,7 +48,15 @@ def test_forward_shapes(cls):
     assert output.features.shape[0] == 4
     assert output.valid.all()
     cfg = policy.cfg
-    assert (output.log_std >= cfg.log_std_min).all() and (output.log_std <= cfg.log_std_max).all()
+    assert (output.log_std >= cfg.log_std_min).all()
+    assert (output.log_std <= cfg.log_std_max).all()
+
+
+@pytest.mark.parametrize("cls", POLICIES)
+def test_float64_observations_accepted(cls):
+    policy = _policy(cls)
+    obs = {name: value.double() for name, value in _batch(2).items()}
+    assert policy(obs).mean.dtype == torch.float32
 
 
 @pytest.mark.parametrize("cls", POLICIES)
