@@ -46,16 +46,17 @@ MAX_TARGET_LEAD_M = 0.03
 (pressing on the table or the object) the integrated velocity command stops growing here, which
 bounds the contact force near servo stiffness times this distance."""
 
-MAX_SPEED_M_S = 20.0
-"""Any body moving faster than this is treated as a physics blow-up (the tasks move at < 1 m/s)."""
+MAX_SPEED = 50.0
+"""Largest norm of the whole velocity vector qvel (m/s and rad/s mixed) that counts as sane; the
+tasks move at under 1 m/s, so anything faster is treated as a physics blow-up."""
 
 TOUCH_THRESHOLD_N = 0.05
 """Normal force on a fingertip touch sensor above which the pad counts as in contact."""
 
-_INSTABILITY_WARNINGS = np.array(
-    [mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC],
-    dtype=int,
-)
+_BAD_STATE_WARNINGS = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
+"""MuJoCo's warnings for bad qpos, qvel and qacc; they are consecutive in mjtWarning."""
+assert _BAD_STATE_WARNINGS.stop - _BAD_STATE_WARNINGS.start == 3
+assert int(mujoco.mjtWarning.mjWARN_BADQVEL) == _BAD_STATE_WARNINGS.start + 1
 
 
 
@@ -99,7 +100,7 @@ class GripperEnv(gymnasium.Env):
 
     An episode ends with ``terminated`` only at a true terminal state of the task, and with
     ``truncated`` at ``EnvConfig.max_steps`` or when the physics blows up (MuJoCo reports bad
-    qpos, qvel or qacc, a body moves faster than 20 m/s, or a state or sensor value is NaN/Inf);
+    qpos, qvel or qacc, the velocity norm exceeds 50, or a state or sensor value is NaN/Inf);
     ``info["unstable"]`` or ``info["nan_sensor"]`` says which. The observation returned then
     holds the last finite value of every component that went bad.
 
@@ -364,10 +365,9 @@ class GripperEnv(gymnasium.Env):
 
     def _perturb_action(self, command: np.ndarray) -> np.ndarray:
         """Clip, add action noise and delay by the latency; return the command that acts now."""
-        command = np.minimum(np.maximum(command, -1.0), 1.0)
         if self._action_noise_std > 0.0:
-            noise = self._action_noise_std * self.np_random.standard_normal(ACTION_DIM)
-            command = np.minimum(np.maximum(command + noise, -1.0), 1.0)
+            command = command + self._action_noise_std * self.np_random.standard_normal(ACTION_DIM)
+        command = np.minimum(np.maximum(command, -1.0), 1.0)
         if self._latency:
             self._action_queue.append(command)
             command = self._action_queue.popleft()
@@ -428,7 +428,8 @@ class GripperEnv(gymnasium.Env):
 
     def _instability_warnings(self) -> int:
         """How often MuJoCo has warned about bad qpos, qvel or qacc since the last reset."""
-        return int(self.data.warning.number[_INSTABILITY_WARNINGS].sum())
+        # tolist() and a Python sum beat numpy reductions on three elements.
+        return sum(self.data.warning.number[_BAD_STATE_WARNINGS].tolist())
 
     def _split(self, obs_flat: np.ndarray) -> dict[str, np.ndarray]:
         obs32 = obs_flat.astype(np.float32)
@@ -444,8 +445,9 @@ class GripperEnv(gymnasium.Env):
         warnings = self._instability_warnings()
         unstable = warnings != self._warnings_seen
         self._warnings_seen = warnings
-        # A NaN fails every comparison, so "not (max <= limit)" also catches NaN and Inf.
-        unstable = unstable or not float(np.abs(raw[self._raw_qvel]).max()) <= MAX_SPEED_M_S
+        velocity = raw[self._raw_qvel]
+        # A NaN fails every comparison, so "not (x <= limit)" also catches NaN and Inf.
+        unstable = unstable or not float(velocity @ velocity) <= MAX_SPEED**2
         nan_sensor = False
         # One sum is the cheapest finiteness test; it is finite unless an entry is not (or the
         # values are near 1e308, far past any blow-up threshold).
@@ -455,8 +457,8 @@ class GripperEnv(gymnasium.Env):
             nan_sensor = not unstable
         if unstable:
             logger.warning(
-                "%s: physics became unstable at step %d (MuJoCo reset the state, or a speed above "
-                "%g m/s or a non-finite state); ending the episode", self.task, self._step_count, MAX_SPEED_M_S,
+                "%s: physics became unstable at step %d (MuJoCo reset the state, or a velocity norm "
+                "above %g or a non-finite state); ending the episode", self.task, self._step_count, MAX_SPEED,
             )
         elif nan_sensor:
             logger.warning("%s: a sensor returned NaN or Inf at step %d; ending the episode", self.task, self._step_count)

@@ -11,7 +11,7 @@ import inspect
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
@@ -168,45 +168,58 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def rollout_pool(
-    spec: ExpertRolloutSpec,
-    seeds: Sequence[int],
-    *,
-    workers: int | None = None,
-    progress: bool = False,
-) -> Iterator[tuple[int, Episode]]:
-    """Roll out the scripted expert of `spec` once per seed in worker processes.
+class RolloutPool:
+    """Worker processes that each hold one env and expert built from an `ExpertRolloutSpec`.
 
-    Yields ``(seed, episode)`` as episodes finish (not in seed order). Each worker builds its
-    env once and reuses it. With ``workers=1`` everything runs in this process. The episode of a
-    seed is identical whichever worker runs it.
+    A context manager: the processes start on entry (each builds its env once) and stop on exit.
+    With ``workers=1`` everything runs in this process. The episode of a seed is identical
+    whichever worker runs it.
 
     Args:
         spec: Task, configs and expert settings.
-        seeds: One episode per seed.
         workers: Process count; default `default_workers()`.
-        progress: Show a tqdm progress bar.
     """
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise EnvError(f"workers must be >= 1, got {workers}")
-    bar = _progress_bar(len(seeds), progress)
-    try:
-        if workers == 1:
-            _worker_init(spec)
-            try:
+
+    def __init__(self, spec: ExpertRolloutSpec, *, workers: int | None = None):
+        workers = default_workers() if workers is None else workers
+        if workers < 1:
+            raise EnvError(f"workers must be >= 1, got {workers}")
+        self.spec = spec
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> RolloutPool:
+        if self.workers == 1:
+            _worker_init(self.spec)
+        else:
+            context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=context, initializer=_worker_init, initargs=(self.spec,)
+            )
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        elif "env" in _WORKER:
+            _WORKER.pop("env").close()
+
+    def run(self, seeds: Sequence[int], *, progress: bool = False) -> Iterator[tuple[int, Episode]]:
+        """Yield ``(seed, episode)`` for every seed as episodes finish (not in seed order)."""
+        bar = _progress_bar(len(seeds), progress)
+        try:
+            if self._executor is None:
+                if "env" not in _WORKER:
+                    raise EnvError("the rollout pool is not open; use it as a context manager")
                 for seed in seeds:
                     yield seed, Episode.from_arrays(_worker_run(seed))
                     bar.update(1)
-            finally:
-                _WORKER.pop("env").close()
-            return
-
-        context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_worker_init, initargs=(spec,)
-        ) as pool:
-            futures = {pool.submit(_worker_run, seed): seed for seed in seeds}
+                return
+            futures = {self._executor.submit(_worker_run, seed): seed for seed in seeds}
             try:
                 for future in as_completed(futures):
                     yield futures[future], Episode.from_arrays(future.result())
@@ -214,19 +227,26 @@ def rollout_pool(
             finally:
                 for future in futures:
                     future.cancel()
-    finally:
-        bar.close()
+        finally:
+            bar.close()
+
+
+def rollout_pool(
+    spec: ExpertRolloutSpec,
+    seeds: Sequence[int],
+    *,
+    workers: int | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[int, Episode]]:
+    """Roll out the scripted expert of `spec` once per seed in a fresh `RolloutPool`.
+
+    Yields ``(seed, episode)`` as episodes finish (not in seed order); `progress` shows a tqdm bar.
+    """
+    with RolloutPool(spec, workers=workers) as pool:
+        yield from pool.run(seeds, progress=progress)
 
 
 def _progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, desc="rollouts", unit="episode", disable=not enabled)
-
-
-def success_rate(episodes: Sequence[Episode] | Callable[[], Iterator[Episode]]) -> float:
-    """Share of episodes with ``success`` True."""
-    episodes = list(episodes)
-    if not episodes:
-        raise EnvError("no episodes to compute a success rate from")
-    return sum(1 for e in episodes if e.success) / len(episodes)
