@@ -175,7 +175,7 @@ def replay_logs(
         if "cmd_twist" not in bag.streams or len(bag.streams["cmd_twist"]) == 0:
             report.problems.append(Problem(str(source.path), "no_commands", "the bag holds no logged commands to compare"))
             continue
-        control_texts = _read_control_events(source, robot_map)
+        control_texts = _read_control_events(source, robot_map) if CONTROL_EVENTS_TOPIC in bag.topics else []
         core = ControlCore(policy, robot_map, cfg, history_steps=history_steps)
         with single_thread_inference():
             report.episodes.extend(_replay_bag(source, bag, control_texts, core, robot_map, divergence_threshold))
@@ -202,7 +202,8 @@ def _merged_inputs(bag, control_texts: list[tuple[int, str]]):
     """Yield ``(log_ns, order, kind, payload)`` for every message, sorted by log time.
 
     At equal log time, inputs (order 0) come before the control step (order 1), as in the node,
-    where a command is stamped after the callbacks that preceded it ran.
+    where a command is stamped after the callbacks that preceded it ran; episode end events
+    (order 2) come after it.
     """
     streams = []
     for role, stream in bag.streams.items():
@@ -212,7 +213,11 @@ def _merged_inputs(bag, control_texts: list[tuple[int, str]]):
                 for i in range(len(stream))
             )
         elif role == "events":
-            items = ((int(stream.log_ns[i]), 0, "event", stream.texts[i]) for i in range(len(stream)))
+            # An end event logged at the same time as the last command closes the episode after it.
+            items = (
+                (int(stream.log_ns[i]), 2 if _is_end_event(stream.texts[i]) else 0, "event", stream.texts[i])
+                for i in range(len(stream))
+            )
         elif role == "cmd_twist":
             items = ((int(stream.log_ns[i]), 1, "command", stream.values[i]) for i in range(len(stream)))
         else:
@@ -222,6 +227,11 @@ def _merged_inputs(bag, control_texts: list[tuple[int, str]]):
     gripper = bag.streams.get("gripper_cmd")
     grippers = {} if gripper is None else {int(t): float(v[0]) for t, v in zip(gripper.log_ns, gripper.values)}
     return heapq.merge(*streams, key=lambda item: (item[0], item[1])), grippers
+
+
+def _is_end_event(text: str) -> bool:
+    event = parse_event(text)
+    return event is not None and event["event"] == "end"
 
 
 def _control_event(text: str) -> str | None:
