@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import chain
 from operator import attrgetter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -415,15 +416,17 @@ def _columns(
         stamps = _stamps(np.asarray([row[:2] for row in rows], dtype=np.int64).reshape(count, 2)) if has_header else np.zeros(count, np.int64)
         return stamps, np.zeros((count, 0)), texts
     if role == "joint_states":
-        table = _GripperReader(robot_map, source)
-        values = np.asarray([table.opening(row[2], row[3], row[4]) for row in rows], dtype=np.float64).reshape(count, 2)
-        problems.extend(table.problems)
+        gripper = _GripperReader(robot_map, source)
+        values = gripper.openings(rows)
+        problems.extend(gripper.problems)
         stamps = _stamps(np.asarray([row[:2] for row in rows], dtype=np.int64).reshape(count, 2))
         return stamps, values, None
-    width = ROLE_WIDTHS[role]
-    if not has_header and len(ROLE_FIELDS[role]) == 1:
-        rows = [(value,) for value in rows]  # attrgetter of one field returns the bare value
-    table = np.asarray(rows, dtype=np.float64).reshape(count, stamp_width + width)
+    width = stamp_width + ROLE_WIDTHS[role]
+    if width == 1:
+        table = np.fromiter(rows, np.float64, count=count).reshape(count, 1)  # bare values, no tuples
+    else:
+        table = np.fromiter(chain.from_iterable(rows), np.float64, count=count * width).reshape(count, width)
+    # Seconds below 2**53 and nanoseconds are exact in float64, so the int64 stamps are exact too.
     stamps = _stamps(table[:, :2].astype(np.int64)) if has_header else np.zeros(count, np.int64)
     return stamps, table[:, stamp_width:], None
 
@@ -441,19 +444,28 @@ class _GripperReader:
         self.robot_map = robot_map
         self.source = source
         self.problems: list[Problem] = []
-        self._indices: dict[tuple, list[int] | None] = {}
 
-    def opening(self, names, position, velocity) -> tuple[float, float]:
-        key = tuple(names) if len(names) else ("", len(position))
-        indices = self._indices.get(key, False)
-        if indices is False:
-            indices = self._indices[key] = self._finger_indices(tuple(names), len(position))
-        if indices is None:
-            return math.nan, math.nan
-        opening = float(sum(position[i] for i in indices))
-        if len(velocity) == len(position):
-            return opening, float(sum(velocity[i] for i in indices))
-        return opening, math.nan  # filled by finite differences after alignment
+    def openings(self, rows: list[tuple]) -> np.ndarray:
+        """Return float64 (N, 2): opening and opening velocity per (sec, nanosec, name, position,
+        velocity) row; NaN where the fingers are not found or velocities are missing."""
+        out = np.full((len(rows), 2), np.nan)
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, _, names, position, velocity) in enumerate(rows):
+            key = (tuple(names), len(position), len(velocity))
+            groups.setdefault(key, []).append(i)
+
+        # Messages with the same names and array lengths are summed in one vectorized step.
+        for (names, count, velocity_count), members in groups.items():
+            indices = self._finger_indices(names, count)
+            if indices is None:
+                continue
+            positions = np.stack([np.asarray(rows[i][3], dtype=np.float64) for i in members])
+            out[members, 0] = positions[:, indices].sum(axis=1)
+            if velocity_count == count:
+                velocities = np.stack([np.asarray(rows[i][4], dtype=np.float64) for i in members])
+                out[members, 1] = velocities[:, indices].sum(axis=1)
+            # else: the velocity stays NaN and is filled by finite differences after alignment
+        return out
 
     def _finger_indices(self, names: tuple[str, ...], count: int) -> list[int] | None:
         joints = self.robot_map.gripper_joints
@@ -467,7 +479,14 @@ class _GripperReader:
                     "the gripper opening is missing", topic=topic,
                 ))
                 return None
-            return [names.index(joint) for joint in joints]
+            indices = [names.index(joint) for joint in joints]
+            if max(indices) >= count:
+                self.problems.append(Problem(
+                    bag, "joint_names", f"joint states name {len(names)} joints but carry {count} positions; "
+                    "the gripper opening is missing", topic=topic,
+                ))
+                return None
+            return indices
         indices = list(self.robot_map.gripper_joint_indices)
         if not indices or max(indices) >= count:
             self.problems.append(Problem(

@@ -581,3 +581,19 @@ def test_recording_without_commands(tmp_path):
     assert episode.missing["actions"].all()
     assert not episode.actions.any()
     assert {p.topic for p in kinds(result, "missing_topic")} >= {"/cmd_twist", "/gripper_cmd"}
+
+
+def test_joint_states_without_positions(tmp_path):
+    recording = steady_recording(4)
+    recording.messages = [
+        (topic, joint_state(log, [], []) if topic == "/joint_states" else m, log) for topic, m, log in recording.messages
+    ]
+    recording.write(tmp_path / "no_positions")
+
+    result = load_episodes(tmp_path, standin_map())
+
+    (episode,) = result.episodes
+    assert episode.missing["gripper"].all()
+    assert not episode.missing["proprio"].any()
+    (problem,) = kinds(result, "joint_names")
+    assert "name 2 joints but carry 0 positions" in problem.message
