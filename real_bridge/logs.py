@@ -62,6 +62,7 @@ from tqdm import tqdm
 
 from ast_robot.config import LogsConfig
 from ast_robot.episode import Episode
+from ast_robot.errors import EpisodeError
 from ast_robot.real_bridge.alignment import Segment, build_segments, find_gaps, resample
 from ast_robot.real_bridge.decode import BagData, parse_event, read_bag
 from ast_robot.real_bridge.discovery import BagSource, find_bags
@@ -246,7 +247,13 @@ def load_bag(source: BagSource, robot_map: RobotMap, logs_cfg: LogsConfig) -> Ba
         for piece_index, (start_ns, end_ns) in enumerate(pieces):
             piece = piece_index if len(pieces) > 1 else None
             last_piece = piece_index == len(pieces) - 1
-            episode, reason = _build_episode(source, data, window, start_ns, end_ns, piece, last_piece, robot_map, problems)
+            try:
+                episode, reason = _build_episode(source, data, window, start_ns, end_ns, piece, last_piece, robot_map, problems)
+            except EpisodeError as error:
+                # Reported, not raised, so that one malformed episode does not stop the others.
+                problems.append(Problem(bag, "invalid_episode", f"{error}; skipped", time_ns=start_ns, episode=window.index))
+                logger.warning("skipping an episode of %s: %s", bag, error)
+                episode, reason = None, "invalid"
             if episode is None or len(episode) < logs_cfg.min_episode_steps:
                 reason = reason or "too_short"
                 skipped[reason] += 1

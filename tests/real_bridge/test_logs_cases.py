@@ -597,3 +597,20 @@ def test_joint_states_without_positions(tmp_path):
     assert not episode.missing["proprio"].any()
     (problem,) = kinds(result, "joint_names")
     assert "name 2 joints but carry 0 positions" in problem.message
+
+
+def test_min_episode_steps_skips_short(tmp_path):
+    recording = steady_recording(5)
+    t = BASE + 10 * SECOND
+    recording.add("/episode_events", event("start"), t)
+    recording.add("/ee_pose", pose(t, [0.1, 0.2, 0.3]), t)
+    recording.add("/episode_events", event("end", success=True), t)
+    recording.write(tmp_path / "short")
+
+    result = load_episodes(tmp_path, standin_map(), logs_cfg=LogsConfig(min_episode_steps=3))
+
+    assert [len(e) for e in result.episodes] == [5]
+    assert result.summary.skipped_episodes == {"too_short": 1}
+    (problem,) = kinds(result, "short_episode")
+    assert "1 steps, fewer than logs.min_episode_steps=3" in problem.message
+    assert_accounted(result.summary)
