@@ -152,3 +152,13 @@ def test_invalid_workspace_rejected(low, high):
 
     with pytest.raises(ConfigError, match="workspace"):
         config_from_dict({"bridge": {"safety": {"workspace_low_m": low, "workspace_high_m": high}}})
+
+
+def test_franka_example_map_loads():
+    from ast_robot.real_bridge.topic_map import RobotMap
+
+    robot_map = RobotMap.load("configs/robots/franka_servo.yaml")
+    assert robot_map.topics["cmd_twist"].topic == "/servo_node/delta_twist_cmds"
+    assert robot_map.gripper_joints == ("fr3_finger_joint1", "fr3_finger_joint2")
+    # Live commands arrive once per control period; the tolerance must cover one period.
+    assert robot_map.topics["cmd_twist"].tolerance_ns > robot_map.period_ns
