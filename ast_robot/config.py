@@ -385,7 +385,7 @@ class GateConfig:
         "sigmoid((score - threshold) / temperature)", low=0.0,
     )
     update_every: int = param(
-        50, help="decisions between controller updates; the rate is measured over them",
+        16, help="decisions between controller updates; the rate is measured over them",
         unit="decisions", low=1,
     )
     kp: float = param(

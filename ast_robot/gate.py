@@ -15,7 +15,8 @@ decisions that opened (probes included, because they spend compute too) and t th
 
 so a rate above target RAISES the threshold. Errors with |error| < deadband change nothing.
 The proportional term acts on the threshold increment, so it already drives the long-run rate to
-the target. The small integral term speeds up the response to a lasting offset.
+the target for a fixed score distribution. The integral term removes the rate error that would
+otherwise persist while the score distribution drifts steadily.
 
 Modes give honest baselines: ``on`` gates by score, ``off`` opens everything, ``random`` opens
 each item with probability `target_rate` whatever its score. The controller runs only in ``on``.
@@ -165,7 +166,7 @@ class SundewGate:
                 caller's units (e.g. control steps); None counts 1 per item.
 
         Raises:
-            GateError: If scores or costs have the wrong shape or hold NaN, Inf or negative costs.
+            GateError: If scores or costs have the wrong shape or contain NaN, Inf or negative costs.
         """
         scores, costs = self._check_inputs(scores, costs)
         n = len(scores)
