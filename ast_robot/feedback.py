@@ -287,13 +287,13 @@ class RealFeedbackIndex:
     # -- human corrections as training data ------------------------------------------------
 
     def corrections(self) -> list[Episode]:
-        """Real episodes where a human intervened, with labels for the corrected steps.
+        """Return the real episodes where a human intervened, labelled for the corrected steps.
 
-        Each returned episode keeps all its steps, so the policy sees the history before a
-        correction. `action_labels` are the episode's own labels where it has them, else its
-        executed actions (which are the human's commands while the human is in control), and
-        ``info["label_mask"]`` (see `correction_mask`) marks the corrected steps; train only on
-        those.
+        Each returned episode keeps all its steps, so the policy gets the history before a
+        correction as input. `action_labels` are the episode's own labels where it has them,
+        else its executed actions (the human's commands while the human is in control).
+        ``info["label_mask"]`` (see `correction_mask`) marks the corrected steps, and only those
+        should be trained on.
         """
         out = []
         for episode, corrected in zip(self.episodes, self.corrected):

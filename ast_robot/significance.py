@@ -26,8 +26,8 @@ neutral value 0.5 and does not enter the window.
 Weights: the modality's weights from config (robot 0.20, 0.25, 0.15, 0.10, 0.30; vision 0.35,
 0.25, 0.20, 0.20, 0). Without real logs the physical weight goes to the other four in proportion
 to their weights. The curriculum then multiplies the difficulty weight by its scale and all
-weights are divided by their new sum, so they still sum to 1 and the score stays in [0, 1]; the
-scale is the factor by which difficulty's weight grows relative to every other weight.
+weights are divided by their new sum, so they still sum to 1 and the score stays in [0, 1]. The
+scale is thus the factor by which difficulty's weight grows relative to every other weight.
 """
 
 from __future__ import annotations
