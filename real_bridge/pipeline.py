@@ -1,7 +1,7 @@
 """The bridge's control step without ROS: messages in, observation history, policy, safe command out.
 
 `ControlCore` is the one implementation of what the ROS2 node does at each control step. The
-node (`ros2_node.py`) feeds it live messages and timer ticks; log replay (`replay.py`) feeds it
+node (`ros2_node.py`) feeds it live messages and timer ticks. Log replay (`replay.py`) feeds it
 the messages of a recorded bag in log-time order and a tick at every logged command. Both run
 exactly this code, so a replay with the checkpoint that drove the robot reproduces the logged
 commands.
@@ -70,7 +70,7 @@ def single_thread_inference():
 
 
 class ActingPolicy(Protocol):
-    """What the bridge needs from a policy (`TransformerPolicy` and `ProxyPolicy` fit)."""
+    """The interface the bridge needs from a policy (`TransformerPolicy` and `ProxyPolicy` fit)."""
 
     def act(self, obs_history: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Return the normalized action (4,) and its standard deviation (4,) for a history of
@@ -79,7 +79,7 @@ class ActingPolicy(Protocol):
 
 @dataclass
 class TickResult:
-    """What one control step produced.
+    """The outcome of one control step.
 
     Attributes:
         command: The command after the safety layer; send it only if ``command.send``.
@@ -242,7 +242,7 @@ class ObservationPipeline:
         self._history.append(observation)
 
     def history(self) -> dict[str, np.ndarray]:
-        """The stored steps per group, float32 (h, d) with h <= H, newest last."""
+        """Return the stored steps per group, float32 (h, d) with h <= H, newest last."""
         return {name: np.stack([step[name] for step in self._history]) for name in OBS_GROUPS}
 
     def reset_history(self) -> None:
@@ -351,7 +351,7 @@ class ControlCore:
         return self._finish(command, action, action_std, stale, t_ns)
 
     def _teleop_request(self, t_ns: int) -> tuple[np.ndarray, float, bool]:
-        """The teleoperation command; stale (so zero) when older than the watchdog timeout."""
+        """Return the teleoperation command, which is stale (so zero) when older than the watchdog timeout."""
         gripper = self._teleop_gripper
         if gripper is None:
             gripper = self.last_command.gripper if self.last_command is not None else 0.0

@@ -10,7 +10,7 @@ Two modes:
   receive time the bridge node records, so a replay with the checkpoint that drove the robot
   reproduces its commands exactly.
 - `replay_in_sim` (open loop): the logged actions of each episode are replayed in simulation
-  under a physics profile, starting from the episode's context; the distance between the
+  under a physics profile, starting from the episode's context. The distance between the
   simulated and the logged end-effector and object trajectories is the sim-to-real gap.
 
 Errors are in normalized action units (linear velocity / `linear_scale_m_s`, gripper /
@@ -185,7 +185,7 @@ def replay_logs(
 
 
 def _read_control_events(source: BagSource, robot_map: RobotMap) -> list[tuple[int, str]]:
-    """The bridge's arm/disarm/reset/stop events as (log time in ns, JSON text); empty if none."""
+    """Read the bridge's arm, disarm, reset and stop events as (log time in ns, JSON text)."""
     control_map = dataclasses.replace(robot_map, topics={
         "events": TopicSpec("events", CONTROL_EVENTS_TOPIC, "std_msgs/msg/String", None),
     })
@@ -202,8 +202,8 @@ def _merged_inputs(bag, control_texts: list[tuple[int, str]]):
     """Yield ``(log_ns, order, kind, payload)`` for every message, sorted by log time.
 
     At equal log time, inputs (order 0) come before the control step (order 1), as in the node,
-    where a command is stamped after the callbacks that preceded it ran; episode end events
-    (order 2) come after it.
+    where a command is stamped after the callbacks that preceded it ran. Episode end events
+    (order 2) come after the control step.
     """
     streams = []
     for role, stream in bag.streams.items():
@@ -351,8 +351,14 @@ def _apply_event(text, core, current, next_index, episodes, source, threshold):
     return current, next_index
 
 
+def _label(success: bool | None) -> str:
+    if success is None:
+        return "?"
+    return "yes" if success else "no"
+
+
 def format_report(report: ReplayReport) -> str:
-    """A text table: one row per episode, then the totals and the problems."""
+    """Format a replay report as a text table: one row per episode, the totals, the problems."""
     header = (
         f"{'bag':<28} {'ep':>3} {'steps':>5} {'succ':>5} {'int':>4} "
         + " ".join(f"{'mae_' + d:>11}" for d in DIMENSIONS)
@@ -360,7 +366,7 @@ def format_report(report: ReplayReport) -> str:
     )
     lines = [header, "-" * len(header)]
     for item in report.episodes:
-        success = "?" if item.success is None else ("yes" if item.success else "no")
+        success = _label(item.success)
         diverged = "-" if item.first_divergence_step is None else f"step {item.first_divergence_step}"
         lines.append(
             f"{Path(item.bag).name[-28:]:<28} {item.episode:>3} {item.steps:>5} {success:>5} "
@@ -494,14 +500,14 @@ def _replay_episode_in_sim(env, episode, seed: int) -> SimReplay:
 
 
 def format_sim_report(results: list[SimReplay], problems: list[Problem]) -> str:
-    """A text table of `replay_in_sim` results."""
+    """Format `replay_in_sim` results as a text table."""
     header = (
         f"{'episode':<24} {'steps':>5} {'ee_rmse_m':>10} {'ee_path_m':>10} {'obj_rmse_m':>10} "
         f"{'obj_final_m':>11} {'succ_log':>8} {'succ_sim':>8}"
     )
     lines = [header, "-" * len(header)]
     for item in results:
-        logged = "?" if item.success_logged is None else ("yes" if item.success_logged else "no")
+        logged = _label(item.success_logged)
         lines.append(
             f"{item.episode_id[-24:]:<24} {item.steps:>5} {item.ee_rmse_m:>10.4f} {item.ee_path_rmse_m:>10.4f} "
             f"{item.object_rmse_m:>10.4f} {item.object_final_error_m:>11.4f} {logged:>8} "

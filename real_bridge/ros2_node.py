@@ -256,7 +256,7 @@ class BridgeNode(Node):
         if ok and was_armed != armed:
             self._control_event("arm" if armed else "disarm", t_ns)
         if ok and was_armed and not armed:
-            # One zero command, so a controller that holds the last command comes to rest.
+            # One zero command, so a controller that keeps executing the last command comes to rest.
             self._publish_command(np.zeros(3), self.core.safety.held_gripper, t_ns)
         self._publish_status(message)
         return ok, message
@@ -520,8 +520,9 @@ def run_bridge(
 ) -> dict:
     """Run the bridge node until SIGINT, SIGTERM or `duration_s`; return a summary.
 
-    The bag (with `record_dir`) is closed on every exit path, signals included; a process killed
-    with SIGKILL leaves a bag that `real_bridge.logs` still reads up to its last flushed chunk.
+    With `record_dir`, the open episode's bag is closed on every exit path, SIGINT and SIGTERM
+    included. A process killed with SIGKILL loses the episode in progress, but every finished
+    episode is a closed bag that `real_bridge.logs` reads.
 
     Args:
         policy: Anything with ``act(obs_history) -> (action (4,), std (4,))``.

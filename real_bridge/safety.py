@@ -204,8 +204,8 @@ class SafetyLayer:
         if stop_reason is not None:
             clamps[stop_reason] = True
             self._last_linear = np.zeros(3)
-            # A latched stop still sends the zero command, so a controller that holds the last
-            # command comes to rest; the armed flag only gates motion.
+            # A latched stop still sends the zero command, so a controller that keeps executing the
+            # last command comes to rest. The armed flag only gates motion.
             return SafeCommand(True, np.zeros(3), self._last_gripper, clamps, intervention)
 
         linear = requested.copy()
@@ -223,8 +223,8 @@ class SafetyLayer:
             clamps["accel"] = True
 
         position = np.asarray(position_m, dtype=np.float64).reshape(3)
-        # Per axis, the velocity may carry the end effector at most to the box face within one
-        # control period; outside the box only motion back toward it is allowed.
+        # Per axis, one control period of motion may reach the box face but not pass it. Outside
+        # the box, only motion back toward it is allowed.
         upper = np.maximum(0.0, (self._high - position) / self.control_period_s)
         lower = np.minimum(0.0, (self._low - position) / self.control_period_s)
         bounded = np.clip(linear, lower, upper)

@@ -150,7 +150,7 @@ class StandinRobot(Node):
         self._gripper = float(msg.data) / self.robot_map.gripper_scale
 
     def current_action(self) -> np.ndarray:
-        """The normalized env action from the latest commands; zero velocity when stale."""
+        """Return the normalized env action from the latest commands, with zero velocity when stale."""
         linear = np.zeros(3)
         if self._command is not None:
             linear_m_s, received_ns = self._command
@@ -389,7 +389,7 @@ def record_standin_ros(
             for _ in tqdm(range(episodes), desc="record via ROS2", unit="episode"):
                 robot.reset_scene()
                 steps_at_reset = robot.steps
-                # Wait until the bridge holds observations of the new scene (two robot steps).
+                # Wait until the bridge has observations of the new scene (two robot steps).
                 session.spin_for(2.0, until=lambda: robot.steps >= steps_at_reset + 2)
                 stale = core.pipeline.stale_roles(bridge.now_ns())
                 if stale:

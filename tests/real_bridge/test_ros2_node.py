@@ -177,13 +177,19 @@ def test_estop_latches_until_reset(robot_map):
         assert arm.linear()[0] == pytest.approx(0.05)
 
 
-def test_intervention_passes_clamped_teleop(robot_map):
+def test_intervention_passes_clamped_teleop(robot_map, tmp_path):
     from geometry_msgs.msg import TwistStamped
 
+    from ast_robot.real_bridge.logs import load_episodes
+    from ast_robot.real_bridge.ros2_node import BagRecorder
+
+    recorder = BagRecorder(tmp_path, robot_map)
     with RosSession(domain_id=DOMAIN_ID) as session:
-        bridge, arm, _ = start_bridge(session, robot_map, [0.2, 0.0, 0.0, 0.0])
+        bridge, arm, _ = start_bridge(session, robot_map, [0.2, 0.0, 0.0, 0.0], recorder=recorder)
         session.spin_for(0.2)
+        bridge.start_episode()
         bridge.arm(True)
+        session.spin_for(0.4)
         arm.intervention_pub.publish(Bool(data=True))
         teleop = TwistStamped()
         teleop.twist.linear.y = 1.0  # far above the default 0.45 m/s limit
@@ -195,9 +201,16 @@ def test_intervention_passes_clamped_teleop(robot_map):
         session.spin_for(0.6)
         timer.cancel()
         assert bridge.core.intervention
+        bridge.end_episode(True)
+    recorder.close()
 
-    last = arm.linear()
-    np.testing.assert_allclose(last, [0.0, 0.45, 0.0], atol=1e-9)
+    np.testing.assert_allclose(arm.linear(), [0.0, 0.45, 0.0], atol=1e-9)
+    episode = load_episodes(tmp_path, robot_map).episodes[0]
+    assert episode.interventions[:3].sum() == 0, "the policy was in control at the start"
+    assert episode.interventions[-3:].all()
+    assert episode.action_labels is not None, "commands during an intervention are corrections"
+    # 0.45 m/s is 1.8 normalized units at 0.25 m/s per unit; the reader clips labels to 1.
+    np.testing.assert_allclose(episode.action_labels[-1, :3], [0.0, 1.0, 0.0], atol=1e-6)
 
 
 def test_recorded_bag_reads_back(robot_map, tmp_path):
