@@ -1,7 +1,7 @@
 """The gripper-on-a-table env that every task builds on.
 
 A task subclass chooses where the object and the goal start, the reward terms, success and the
-terminal condition; this class runs the physics, domain randomization, action latency and noise,
+terminal condition. This class runs the physics, domain randomization, action latency and noise,
 the observation groups and the blow-up checks.
 """
 
@@ -47,8 +47,8 @@ MAX_TARGET_LEAD_M = 0.03
 bounds the contact force near servo stiffness times this distance."""
 
 MAX_SPEED = 50.0
-"""Largest norm of the whole velocity vector qvel (m/s and rad/s mixed) that counts as sane; the
-tasks move at under 1 m/s, so anything faster is treated as a physics blow-up."""
+"""Largest norm of the whole velocity vector qvel (m/s and rad/s mixed) that counts as sane.
+The tasks move at under 1 m/s, so anything faster is treated as a physics blow-up."""
 
 TOUCH_THRESHOLD_N = 0.05
 """Normal force on a fingertip touch sensor above which the pad counts as in contact."""
@@ -93,9 +93,9 @@ class GripperEnv(gymnasium.Env):
     | 0-2   | TCP velocity command x, y, z           | times `EnvConfig.max_ee_speed_m_s`   |
     | 3     | gripper command: -1 open, +1 closed    | finger target 4 cm (open) to 0       |
 
-    ``info`` at every step holds ``state`` (the true state for experts and evaluation),
+    ``info`` at every step contains ``state`` (the true state for experts and evaluation),
     ``is_success``, the reward terms ``reward_<name>``, ``unstable`` and ``nan_sensor`` and the
-    control step index ``step``. ``info`` at reset also holds ``domain_params`` and ``context``
+    control step index ``step``. ``info`` at reset also contains ``domain_params`` and ``context``
     (float32 (6,): object start xyz and goal xyz in metres).
 
     An episode ends with ``terminated`` only at a true terminal state of the task, and with
@@ -136,7 +136,6 @@ class GripperEnv(gymnasium.Env):
         self.substeps = env_cfg.substeps
         self.control_dt_s = 1.0 / env_cfg.control_hz
         self.max_steps = env_cfg.max_steps
-        self._max_speed_m_s = env_cfg.max_ee_speed_m_s
 
         fixed = load_reality_profile(reality) if reality is not None else None
         if fixed is not None and fixed.get("latency_steps", 0) >= env_cfg.max_steps:
@@ -182,6 +181,17 @@ class GripperEnv(gymnasium.Env):
         if not _is_contiguous(act_adr) or act_adr[0] < 0:
             raise EnvError("the gripper actuators must be integrated-velocity servos with states in order")
         self._gripper_act = slice(int(act_adr[0]), int(act_adr[-1]) + 1)
+        order = [*scene.gripper_actuators, *scene.finger_actuators]
+        if self.model.nu != 5 or order != [0, 1, 2, 3, 4]:
+            raise EnvError(
+                f"the MJCF model must list 5 actuators in the order x, y, z, left finger, right finger; "
+                f"found {self.model.nu} in the order {order}"
+            )
+        # The gripper command c in [-1, 1] maps to the finger target 0.02 * (1 - c) metres.
+        self._ctrl_source = np.array([0, 1, 2, 3, 3])
+        speed = env_cfg.max_ee_speed_m_s
+        self._ctrl_scale = np.array([speed, speed, speed, -0.5 * FINGER_OPEN_M, -0.5 * FINGER_OPEN_M])
+        self._ctrl_offset = np.array([0.0, 0.0, 0.0, 0.5 * FINGER_OPEN_M, 0.5 * FINGER_OPEN_M])
         self._build_observation_map()
 
         self.domain_params: dict[str, float] = {}
@@ -288,7 +298,7 @@ class GripperEnv(gymnasium.Env):
         command = np.asarray(action, dtype=np.float64)
         if command.shape != (ACTION_DIM,):
             raise EnvError(f"action must have shape ({ACTION_DIM},), got {command.shape}")
-        if not np.isfinite(command).all():
+        if not math.isfinite(float(command @ command)):
             raise EnvError(f"action {command.tolist()} contains NaN or Inf")
         command = self._perturb_action(command)
 
@@ -301,8 +311,8 @@ class GripperEnv(gymnasium.Env):
         data.act[self._gripper_act] = np.minimum(
             np.maximum(target, joints - MAX_TARGET_LEAD_M), joints + MAX_TARGET_LEAD_M
         )
-        data.ctrl[self._gripper_ctrl] = command[:3] * self._max_speed_m_s
-        data.ctrl[self._finger_ctrl] = FINGER_OPEN_M * 0.5 * (1.0 - command[3])
+        # One affine map for all controls: TCP velocities in m/s, then both finger targets in m.
+        data.ctrl[:] = command[self._ctrl_source] * self._ctrl_scale + self._ctrl_offset
 
         mujoco.mj_step(self.model, data, nstep=self.substeps)
         self._step_count += 1

@@ -144,7 +144,7 @@ class ScriptedExpert:
 class PickPlaceExpert(ScriptedExpert):
     """Align above the cube, descend with the gripper open, close, carry the cube to the goal.
 
-    Transit happens at least `CLEARANCE_M` above the cube top; the descent starts once the TCP is
+    Transit happens at least `CLEARANCE_M` above the cube top. The descent starts once the TCP is
     within `ALIGN_TOL_M` of the cube centre in the table plane.
     """
 
@@ -168,7 +168,9 @@ class PickPlaceExpert(ScriptedExpert):
             if low and xy_error > half:
                 # Beside the cube and low: rise first so the open fingers do not shove it.
                 return np.array([tcp[0], tcp[1], above]), -1.0, False
-            return np.array([obj[0], obj[1], max(above, tcp[2] if xy_error > 0.05 else above)]), -1.0, False
+            # Far from the cube any extra height is kept, near it the approach height is used.
+            height = max(above, tcp[2]) if xy_error > 0.05 else above
+            return np.array([obj[0], obj[1], height]), -1.0, False
 
         grasp_height = max(obj[2], PAD_HALF_HEIGHT_M + 0.003)
         target = np.array([obj[0], obj[1], grasp_height])

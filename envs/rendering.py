@@ -1,8 +1,8 @@
 """Off-screen rendering with a clear error when no OpenGL backend works.
 
 MuJoCo picks its OpenGL backend once, when `mujoco` is imported, from the ``MUJOCO_GL``
-environment variable: ``glfw`` (the default; needs a display), ``egl`` (GPU or Mesa EGL, no display
-needed) or ``osmesa`` (software). Without a display and without ``MUJOCO_GL`` the default glfw
+environment variable. The choices are ``glfw`` (the default, which needs a display), ``egl`` (GPU
+or Mesa EGL, no display needed) and ``osmesa`` (software). Without a display and without ``MUJOCO_GL`` the default glfw
 backend cannot create a context, so `make_renderer` checks that case first and tries the headless
 backends in subprocesses with a timeout, to name the one that works instead of failing deep inside
 MuJoCo or hanging.
@@ -31,7 +31,7 @@ _PROBE_CODE = (
 
 
 def has_display() -> bool:
-    """Whether an X11 or Wayland display is set for this process."""
+    """Return whether an X11 or Wayland display is set for this process."""
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 

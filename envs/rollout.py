@@ -1,8 +1,8 @@
 """Rollouts: one episode with `run_episode`, many in worker processes with `rollout_pool`.
 
-An episode is a deterministic function of the env's configuration, the actor and the seed:
+An episode is a deterministic function of the env's configuration, the actor and the seed.
 `run_episode` resets the env with the seed and reseeds the actor with it (when the actor's
-``reset`` takes a ``seed``), and every random draw in the env goes through its ``np_random``.
+``reset`` takes a ``seed``). Every random draw in the env goes through its ``np_random``.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _reset_actor(actor, seed: int) -> None:
 
 @dataclass(frozen=True)
 class ExpertRolloutSpec:
-    """What a worker needs to build its env and expert: plain data, so it pickles cheaply."""
+    """Settings a worker builds its env and expert from; plain data, so it pickles cheaply."""
 
     task: str
     env_cfg: EnvConfig
