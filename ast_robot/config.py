@@ -751,6 +751,15 @@ class BridgeConfig:
     )
     safety: SafetyConfig = param(SafetyConfig(), help="command limits")
 
+    def check(self, path: str) -> None:
+        period_s = 1.0 / self.watchdog_check_hz
+        if self.safety.watchdog_timeout_s <= period_s:
+            raise ConfigError(
+                f"{path}.safety.watchdog_timeout_s={self.safety.watchdog_timeout_s} is not above one watchdog "
+                f"check period ({period_s:g} s at {path}.watchdog_check_hz={self.watchdog_check_hz}); "
+                "raise the timeout or the check rate"
+            )
+
 
 @dataclass
 class Config:

@@ -152,10 +152,19 @@ class ObservationPipeline:
         history_steps: Steps of history the policy takes (H).
         required_roles: Roles the watchdog checks; roles the map does not name are skipped.
         timeout_s: Watchdog timeout in seconds.
+        check_period_s: Time between watchdog checks in seconds. A role counts as stale once
+            its age plus one check period exceeds the timeout, so the check that stops the robot
+            runs before the newest message is `timeout_s` old, not up to one period after.
     """
 
     def __init__(
-        self, robot_map: RobotMap, *, history_steps: int, required_roles: list[str], timeout_s: float
+        self,
+        robot_map: RobotMap,
+        *,
+        history_steps: int,
+        required_roles: list[str],
+        timeout_s: float,
+        check_period_s: float = 0.0,
     ):
         self.robot_map = robot_map
         self.history_steps = int(history_steps)
@@ -164,6 +173,7 @@ class ObservationPipeline:
         if skipped:
             logger.info("watchdog skips roles the robot map %s does not name: %s", robot_map.name, skipped)
         self.timeout_ns = round(timeout_s * 1e9)
+        self.stale_after_ns = self.timeout_ns - round(check_period_s * 1e9)
         self._latest: dict[str, tuple[np.ndarray, int]] = {}
         self._previous_ee: tuple[np.ndarray, int] | None = None
         self._ee_velocity = np.zeros(3)
@@ -184,7 +194,7 @@ class ObservationPipeline:
         self._previous_ee = (position, stamp_ns)
 
     def stale_roles(self, t_ns: int) -> tuple[str, ...]:
-        """Required roles never received, or older than the timeout at `t_ns`.
+        """Required roles never received, or too old at `t_ns` (see `check_period_s`).
 
         A role the topic map marks ``hold`` (published on change, such as a goal pose) only has
         to have arrived once.
@@ -194,7 +204,7 @@ class ObservationPipeline:
             entry = self._latest.get(role)
             if entry is None:
                 stale.append(role)
-            elif not self.robot_map.topics[role].holds and t_ns - entry[1] > self.timeout_ns:
+            elif not self.robot_map.topics[role].holds and t_ns - entry[1] > self.stale_after_ns:
                 stale.append(role)
         return tuple(stale)
 
@@ -270,6 +280,7 @@ class ControlCore:
             history_steps=history_steps,
             required_roles=list(cfg.safety.required_roles),
             timeout_s=cfg.safety.watchdog_timeout_s,
+            check_period_s=1.0 / cfg.watchdog_check_hz,
         )
         self.timeout_ns = self.pipeline.timeout_ns
         self.intervention = False

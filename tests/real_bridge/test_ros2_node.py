@@ -85,10 +85,10 @@ def test_watchdog_zeroes_command_within_timeout(robot_map, record_property):
     assert zero_times, "no zero command after the sensors stopped"
     latency_s = zero_times[0] - last_observation_s
     record_property("watchdog_latency_s", latency_s)
-    # The watchdog fires once the newest message is 100 ms old; its 100 Hz check adds at most
-    # 10 ms, and the rest is scheduling on a shared machine.
-    assert latency_s <= 0.1 + 0.06, f"zero command {latency_s * 1e3:.0f} ms after the last observation"
-    assert all(t - last_observation_s <= 0.1 + 0.06 for t in moving_after), "moved after the timeout"
+    # The 100 Hz check stops the robot once the newest message is 90 ms old, so the zero command
+    # leaves before the 100 ms timeout. The margin covers scheduling on a shared 2-core machine.
+    assert latency_s <= 0.1 + 0.03, f"zero command {latency_s * 1e3:.0f} ms after the last observation"
+    assert all(t - last_observation_s <= 0.1 + 0.03 for t in moving_after), "moved after the timeout"
     assert all(np.allclose(v, 0) for v in arm.commands_since(zero_times[0]))
 
 

@@ -162,3 +162,10 @@ def test_franka_example_map_loads():
     assert robot_map.gripper_joints == ("fr3_finger_joint1", "fr3_finger_joint2")
     # Live commands arrive once per control period; the tolerance must cover one period.
     assert robot_map.topics["cmd_twist"].tolerance_ns > robot_map.period_ns
+
+
+def test_watchdog_timeout_below_check_period_rejected():
+    from ast_robot.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match="watchdog_timeout_s"):
+        config_from_dict({"bridge": {"watchdog_check_hz": 10.0, "safety": {"watchdog_timeout_s": 0.05}}})
