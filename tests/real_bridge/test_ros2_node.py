@@ -245,21 +245,3 @@ def test_recorded_bag_reads_back(robot_map, tmp_path):
     published = np.array([[c.twist.linear.x, c.twist.linear.y, c.twist.linear.z] for _, c in arm.commands])
     np.testing.assert_allclose(published[-2], [0.05, -0.1, 0.0])
     np.testing.assert_array_equal(published[-1], np.zeros(3), err_msg="disarming sends one zero command")
-
-
-def test_bridge_without_rclpy_names_extra(monkeypatch, capsys):
-    import sys
-
-    from ast_robot.cli import main
-
-    # rclpy is installed here, so its absence is simulated: a None entry in sys.modules makes
-    # `import rclpy` raise ImportError, as on a machine without the 'ros' extra.
-    for name in [n for n in sys.modules if n == "rclpy" or n.startswith("rclpy.")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "rclpy", None)
-    monkeypatch.delitem(sys.modules, "ast_robot.real_bridge.ros2_node", raising=False)
-    code = main(["bridge", "--checkpoint", "no-such.pt"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert "'ros' extra" in err
-    assert "pip install 'ast-robot[ros]'" in err

@@ -169,3 +169,38 @@ def test_watchdog_timeout_below_check_period_rejected():
 
     with pytest.raises(ConfigError, match="watchdog_timeout_s"):
         config_from_dict({"bridge": {"watchdog_check_hz": 10.0, "safety": {"watchdog_timeout_s": 0.05}}})
+
+
+def test_bridge_without_rclpy_names_extra(monkeypatch, capsys):
+    import sys
+
+    from ast_robot.cli import main
+
+    # rclpy is installed here, so its absence is simulated: a None entry in sys.modules makes
+    # `import rclpy` raise ImportError, as on a machine without the 'ros' extra.
+    for name in [n for n in sys.modules if n == "rclpy" or n.startswith("rclpy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "rclpy", None)
+    monkeypatch.delitem(sys.modules, "ast_robot.real_bridge.ros2_node", raising=False)
+    code = main(["bridge", "--checkpoint", "no-such.pt"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'ros' extra" in err
+    assert "pip install 'ast-robot[ros]'" in err
+
+
+def test_core_imports_without_rclpy():
+    import subprocess
+    import sys
+
+    # A fresh interpreter where `import rclpy` fails, as without the 'ros' extra (rclpy is
+    # installed here, so its absence is simulated).
+    code = (
+        "import sys; sys.modules['rclpy'] = None\n"
+        "import ast_robot.cli, ast_robot.real_bridge.replay, ast_robot.real_bridge.pipeline\n"
+        "from ast_robot.cli import main\n"
+        "sys.exit(main(['standin-robot', '--duration', '0.1']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "'ros' extra" in result.stderr
