@@ -1,10 +1,12 @@
 """Simulated tasks: MJCF assets, gymnasium envs, domain randomization and scripted experts.
 
-`make_env` builds a task env by short name (``pick_place``, ``reach``, ``push``); the same envs
-are registered with gymnasium as ``ast_robot/PickPlace-v0``, ``ast_robot/Reach-v0`` and
-``ast_robot/Push-v0`` (keyword arguments of `gymnasium.make` go to the env: ``env_cfg``,
-``rand_cfg``, ``reality``, ``render_mode``). `make_expert` builds the privileged scripted expert
-of a task, and `ast_robot.envs.rollout` rolls episodes out.
+`make_env` builds a task env by short name (``pick_place``, ``reach``, ``push``). Importing this
+package also registers the envs with gymnasium as ``ast_robot/PickPlace-v0``,
+``ast_robot/Reach-v0`` and ``ast_robot/Push-v0``; without the import, write
+``gymnasium.make("ast_robot.envs:ast_robot/PickPlace-v0")``. Keyword arguments of
+`gymnasium.make` go to the env (``env_cfg``, ``rand_cfg``, ``reality``, ``render_mode``).
+`make_expert` builds the privileged scripted expert of a task, and `ast_robot.envs.rollout` rolls
+episodes out.
 """
 
 from __future__ import annotations

@@ -162,41 +162,12 @@ class GripperEnv(gymnasium.Env):
 
             self._renderer = make_renderer(self.model, height=render_size[0], width=render_size[1])
 
-        scene = self.scene
-        self._gripper_q = slice(int(scene.gripper_qpos[0]), int(scene.gripper_qpos[-1]) + 1)
-        self._finger_q = slice(int(scene.finger_qpos[0]), int(scene.finger_qpos[-1]) + 1)
-        self._object_q = slice(scene.object_qpos, scene.object_qpos + 3)
-        self._sensor_ft = slice(scene.force_adr, scene.force_adr + 6)
-        if not (
-            _is_contiguous(scene.gripper_qpos) and _is_contiguous(scene.gripper_dof)
-            and _is_contiguous(scene.finger_qpos) and _is_contiguous(scene.finger_dof)
-            and _is_contiguous(scene.gripper_actuators) and _is_contiguous(scene.finger_actuators)
-        ):
-            raise EnvError("the MJCF model must list the gripper joints, fingers and actuators in order")
-        self._gripper_v = slice(int(scene.gripper_dof[0]), int(scene.gripper_dof[-1]) + 1)
-        self._finger_v = slice(int(scene.finger_dof[0]), int(scene.finger_dof[-1]) + 1)
-        self._gripper_ctrl = slice(int(scene.gripper_actuators[0]), int(scene.gripper_actuators[-1]) + 1)
-        self._finger_ctrl = slice(int(scene.finger_actuators[0]), int(scene.finger_actuators[-1]) + 1)
-        act_adr = self.model.actuator_actadr[scene.gripper_actuators]
-        if not _is_contiguous(act_adr) or act_adr[0] < 0:
-            raise EnvError("the gripper actuators must be integrated-velocity servos with states in order")
-        self._gripper_act = slice(int(act_adr[0]), int(act_adr[-1]) + 1)
-        order = [*scene.gripper_actuators, *scene.finger_actuators]
-        if self.model.nu != 5 or order != [0, 1, 2, 3, 4]:
-            raise EnvError(
-                f"the MJCF model must list 5 actuators in the order x, y, z, left finger, right finger; "
-                f"found {self.model.nu} in the order {order}"
-            )
-        # The gripper command c in [-1, 1] maps to the finger target 0.02 * (1 - c) metres.
-        self._ctrl_source = np.array([0, 1, 2, 3, 3])
-        speed = env_cfg.max_ee_speed_m_s
-        self._ctrl_scale = np.array([speed, speed, speed, -0.5 * FINGER_OPEN_M, -0.5 * FINGER_OPEN_M])
-        self._ctrl_offset = np.array([0.0, 0.0, 0.0, 0.5 * FINGER_OPEN_M, 0.5 * FINGER_OPEN_M])
+        self._index_model(env_cfg.max_ee_speed_m_s)
         self._build_observation_map()
 
         self.domain_params: dict[str, float] = {}
         self.goal = np.zeros(3)
-        self.object_half_size_m = scene.nominal_object_half_size_m
+        self.object_half_size_m = self.scene.nominal_object_half_size_m
         self._step_count = 0
         self._needs_reset = True
 
@@ -382,6 +353,39 @@ class GripperEnv(gymnasium.Env):
             self._action_queue.append(command)
             command = self._action_queue.popleft()
         return command
+
+    def _index_model(self, max_speed_m_s: float) -> None:
+        """Store the slices of qpos, qvel, act and ctrl that every step reads or writes."""
+        scene = self.scene
+        self._gripper_q = slice(int(scene.gripper_qpos[0]), int(scene.gripper_qpos[-1]) + 1)
+        self._finger_q = slice(int(scene.finger_qpos[0]), int(scene.finger_qpos[-1]) + 1)
+        self._object_q = slice(scene.object_qpos, scene.object_qpos + 3)
+        self._sensor_ft = slice(scene.force_adr, scene.force_adr + 6)
+        if not (
+            _is_contiguous(scene.gripper_qpos) and _is_contiguous(scene.gripper_dof)
+            and _is_contiguous(scene.finger_qpos) and _is_contiguous(scene.finger_dof)
+            and _is_contiguous(scene.gripper_actuators) and _is_contiguous(scene.finger_actuators)
+        ):
+            raise EnvError("the MJCF model must list the gripper joints, fingers and actuators in order")
+        self._gripper_v = slice(int(scene.gripper_dof[0]), int(scene.gripper_dof[-1]) + 1)
+        self._finger_v = slice(int(scene.finger_dof[0]), int(scene.finger_dof[-1]) + 1)
+        self._gripper_ctrl = slice(int(scene.gripper_actuators[0]), int(scene.gripper_actuators[-1]) + 1)
+        self._finger_ctrl = slice(int(scene.finger_actuators[0]), int(scene.finger_actuators[-1]) + 1)
+        act_adr = self.model.actuator_actadr[scene.gripper_actuators]
+        if not _is_contiguous(act_adr) or act_adr[0] < 0:
+            raise EnvError("the gripper actuators must be integrated-velocity servos with states in order")
+        self._gripper_act = slice(int(act_adr[0]), int(act_adr[-1]) + 1)
+        order = [*scene.gripper_actuators, *scene.finger_actuators]
+        if self.model.nu != 5 or order != [0, 1, 2, 3, 4]:
+            raise EnvError(
+                f"the MJCF model must list 5 actuators in the order x, y, z, left finger, right finger; "
+                f"found {self.model.nu} in the order {order}"
+            )
+        # The gripper command c in [-1, 1] maps to the finger target 0.02 * (1 - c) metres.
+        self._ctrl_source = np.array([0, 1, 2, 3, 3])
+        speed = max_speed_m_s
+        self._ctrl_scale = np.array([speed, speed, speed, -0.5 * FINGER_OPEN_M, -0.5 * FINGER_OPEN_M])
+        self._ctrl_offset = np.array([0.0, 0.0, 0.0, 0.5 * FINGER_OPEN_M, 0.5 * FINGER_OPEN_M])
 
     def _build_observation_map(self) -> None:
         """Write every observation component as a linear function of (qpos, qvel, sensordata).

@@ -142,3 +142,9 @@ def test_velocity_matches_finite_difference():
     displacement = (positions[-1][0] - positions[-3][0]) / (2 * dt)
     assert displacement == pytest.approx(env.env_cfg.max_ee_speed_m_s, rel=0.15)
     assert velocities[-1][0] == pytest.approx(displacement, rel=0.2)
+
+
+def test_gymnasium_module_prefix_id():
+    env = gymnasium.make("ast_robot.envs:ast_robot/Reach-v0")
+    assert env.unwrapped.task == "reach"
+    env.close()
