@@ -106,8 +106,38 @@ def _add_train_parser(subparsers) -> None:
     parser.add_argument(
         "--workers", type=int, help="rollout processes (default: train.workers, the CPU count when null)"
     )
+    parser.add_argument(
+        "--rollout", choices=["local", "ray"], default="local",
+        help="rollout backend: local worker processes, or Ray actors on a cluster (needs the "
+        "distributed extra; --workers then counts actors, default: every CPU of the cluster)",
+    )
+    parser.add_argument(
+        "--ray-address", metavar="ADDRESS",
+        help="Ray cluster for --rollout ray: auto (the cluster started on this machine with `ray "
+        "start`), HOST:PORT of the head's GCS, or ray://HOST:PORT (Ray Client); default: start a "
+        "local Ray instance sized to this machine",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=_run_train)
+
+
+def _ray_backend(args: argparse.Namespace, config):
+    """Build the Ray rollout backend for ``--rollout ray``, or return None so `train` starts its local pool."""
+    from pathlib import Path
+
+    from ast_robot.errors import RolloutError
+
+    if args.rollout != "ray":
+        if args.ray_address is not None:
+            raise RolloutError("--ray-address needs --rollout ray")
+        return None
+    from ast_robot.config import load_config
+    from ast_robot.train.ray_pool import RayPool
+
+    if args.resume:
+        config = load_config(Path(args.resume) / "config.yaml")  # a resumed run keeps its settings
+    workers = args.workers if args.workers is not None else config.train.workers
+    return RayPool(config.env, config.randomization, config.policy, workers, address=args.ray_address)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -117,10 +147,15 @@ def _run_train(args: argparse.Namespace) -> int:
 
     config = load_config_from_args(args)
     run_dir = Path("runs") / args.run_name if args.run_name else args.run_dir
-    summary = train(
-        config, real_log=args.real_log, run_dir=run_dir, resume=args.resume, device=args.device,
-        gate_mode=args.gate, workers=args.workers, progress=not args.no_progress,
-    )
+    backend = _ray_backend(args, config)
+    try:
+        summary = train(
+            config, real_log=args.real_log, run_dir=run_dir, resume=args.resume, device=args.device,
+            gate_mode=args.gate, workers=args.workers, backend=backend, progress=not args.no_progress,
+        )
+    finally:
+        if backend is not None:
+            backend.close()
     final = summary["final_eval"]
     sys.stdout.write(
         f"run: {summary['run_dir']}\n"

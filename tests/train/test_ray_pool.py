@@ -130,15 +130,33 @@ def test_local_ray_matches_local_pool_and_trains(config, policy_state, tmp_path)
         second = by_index(pool.collect(tasks, policy_state))
         assert not pool.last_stats.weights_put  # unchanged weights stay in the object store
 
-        summary = train(
-            config, run_dir=tmp_path / "run", device="cpu", backend=pool, progress=False
-        )
+        summary = train(config, run_dir=tmp_path / "run", device="cpu", backend=pool, progress=False)
         assert summary["iterations_completed"] == 2
         assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 2
 
     assert not ray.is_initialized()  # the pool stopped the instance it started
     assert_same_episodes(expected, first)
     assert_same_episodes(expected, second)
+
+
+def test_cli_ray_address_needs_ray_rollout(capsys):
+    from ast_robot.cli import main
+
+    code = main(["train", "--env", "reach", "--ray-address", "auto", "--no-progress"])
+    assert code == 2
+    assert "--ray-address needs --rollout ray" in capsys.readouterr().err
+
+
+def test_cli_unreachable_cluster_named(tmp_path, capsys):
+    from ast_robot.cli import main
+
+    code = main(
+        ["train", "--env", "reach", "--run-dir", str(tmp_path / "run"), "--rollout", "ray",
+         "--ray-address", "ray://127.0.0.1:1", "--no-progress"]
+    )
+    assert code == 2
+    assert "Ray cluster at ray://127.0.0.1:1 is unreachable" in capsys.readouterr().err
+    assert not ray.is_initialized()
 
 
 @pytest.fixture()
