@@ -11,6 +11,7 @@ import inspect
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -156,7 +157,9 @@ def _worker_init(spec: ExpertRolloutSpec) -> None:
 
 
 def _worker_run(seed: int) -> dict[str, np.ndarray]:
+    start = time.process_time()
     episode = run_episode(_WORKER["env"], _WORKER["actor"], seed=seed, label_with=_WORKER["labeler"])
+    episode.info["worker_cpu_s"] = time.process_time() - start
     return episode.to_arrays()
 
 

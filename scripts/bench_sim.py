@@ -105,16 +105,25 @@ def bench_step_overhead(task: str, *, episodes: int, repeats: int) -> dict:
 
 
 def bench_throughput(workers: int, episodes: int) -> dict:
-    """Episodes per second of an open pool; process start and env builds are not timed."""
+    """Episodes per second of an open pool; process start and env builds are not timed.
+
+    Also returns the CPU seconds per episode: the workers' own (`worker_cpu_s` in each episode)
+    plus this process's (receiving and decoding episodes).
+    """
     config = load_config(env="pick_place")
     spec = ExpertRolloutSpec("pick_place", config.env, config.randomization)
     with RolloutPool(spec, workers=workers) as pool:
         list(pool.run(range(2 * workers)))  # warm-up: every worker has run an episode
-        start = time.perf_counter()
-        steps = sum(len(episode) for _, episode in pool.run(range(1000, 1000 + episodes)))
-        elapsed = time.perf_counter() - start
+        start, start_cpu = time.perf_counter(), time.process_time()
+        results = [episode for _, episode in pool.run(range(1000, 1000 + episodes))]
+        elapsed, parent_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    steps = sum(len(episode) for episode in results)
+    worker_cpu = sum(episode.info["worker_cpu_s"] for episode in results)
+    if workers == 1:
+        parent_cpu -= worker_cpu  # the single worker runs in this process
     return {"workers": workers, "episodes": episodes, "seconds": elapsed,
-            "episodes_per_s": episodes / elapsed, "steps_per_s": steps / elapsed}
+            "episodes_per_s": episodes / elapsed, "steps_per_s": steps / elapsed,
+            "cpu_s_per_episode": (worker_cpu + parent_cpu) / episodes}
 
 
 def measure_experts(tasks: list[str], seeds: int, workers: int) -> list[dict]:
@@ -181,12 +190,18 @@ def main() -> None:
         one = bench_throughput(1, args.episodes)
         many = bench_throughput(workers, args.episodes)
         efficiency = many["episodes_per_s"] / (workers * one["episodes_per_s"])
-        results["throughput"] = {"one": one, "many": many, "scaling_efficiency": efficiency}
-        print("| workers | episodes/s | control steps/s |")
-        print("|---|---|---|")
+        cpu_ratio = one["cpu_s_per_episode"] / many["cpu_s_per_episode"]
+        results["throughput"] = {"one": one, "many": many, "scaling_efficiency": efficiency,
+                                 "cpu_efficiency": cpu_ratio}
+        print("| workers | episodes/s | control steps/s | CPU ms per episode |")
+        print("|---|---|---|---|")
         for row in (one, many):
-            print(f"| {row['workers']} | {row['episodes_per_s']:.1f} | {row['steps_per_s']:.0f} |")
-        print(f"\nscaling efficiency with {workers} workers: {efficiency:.2f}")
+            print(f"| {row['workers']} | {row['episodes_per_s']:.1f} | {row['steps_per_s']:.0f} | "
+                  f"{row['cpu_s_per_episode'] * 1e3:.1f} |")
+        print(f"\nscaling efficiency with {workers} workers (wall clock): {efficiency:.2f}")
+        print(f"CPU cost per episode, 1 worker / {workers} workers: {cpu_ratio:.2f} "
+              "(1.0 means the pool adds no CPU work; the wall-clock efficiency can only reach this "
+              "on cores nobody else uses)")
 
     if not args.skip_experts:
         print(f"\n## Scripted expert success over {args.seeds} seeds\n")
