@@ -8,6 +8,7 @@ whole `SparseAttention` layer with ``auto`` against a layer whose core is plain 
 
 Usage:
     python scripts/bench_attention.py                      # CPU, L = 64 ... 16384
+    python scripts/bench_attention.py --clock cpu          # CPU time on one thread
     python scripts/bench_attention.py --device cuda --lengths 1024 4096 8192 16384
 
 Prints a markdown table (x = sdpa time / backend time; above 1 means faster than dense).
@@ -27,11 +28,13 @@ import torch.nn.functional as F
 from ast_robot.policy.attention import SparseAttention, attend, resolve_backend
 
 
-def time_round_robin(calls: dict, *, device: torch.device, repeats: int) -> dict[str, float]:
+def time_round_robin(
+    calls: dict, *, device: torch.device, repeats: int, clock=time.perf_counter
+) -> dict[str, float]:
     """Return the fastest seconds per call of each named call.
 
-    The calls take turns, one warm-up each first, so that load from other jobs on a shared
-    machine hits every call alike; the minimum is the figure least disturbed by such load.
+    The calls take turns after one warm-up each, so load from other jobs on a shared machine
+    hits every call alike. The minimum is the figure least disturbed by such load.
     """
     for fn in calls.values():
         fn()
@@ -40,11 +43,11 @@ def time_round_robin(calls: dict, *, device: torch.device, repeats: int) -> dict
         for name, fn in calls.items():
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            start = time.perf_counter()
+            start = clock()
             fn()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], clock() - start)
     return best
 
 
@@ -86,7 +89,8 @@ def bench_length(args, seq_len: int, device: torch.device) -> dict[str, float]:
             continue  # the (B, L, L) boolean mask alone would not fit comfortably
         calls[name] = run_backend(name)
     calls["select"] = run_select
-    results = time_round_robin(calls, device=device, repeats=repeats)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    results = time_round_robin(calls, device=device, repeats=repeats, clock=clock)
     results["auto_is"] = resolve_backend("auto", device, seq_len, args.block_size)
     return results
 
@@ -113,8 +117,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-dense-mask-len", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall: elapsed time; cpu: process CPU time on one thread, which load from other "
+        "jobs on a shared machine disturbs far less",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.clock == "cpu":
+        if device.type != "cpu":
+            parser.error("--clock cpu measures CPU work; use it with --device cpu")
+        args.threads = 1
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -122,7 +137,7 @@ def main() -> None:
     print(
         f"batch {args.batch}, heads {args.heads}, head dim {args.head_dim}, globals "
         f"{args.num_global}, block {args.block_size}, window {args.window}, top-k {args.top_k}; "
-        "forward + backward, fastest of the repeats, ms"
+        f"forward + backward, fastest of the repeats, {args.clock} clock, ms"
     )
     print()
     print("| L | sdpa ms | dense (masked) | gather | auto (picks) | flex | selection ms |")

@@ -4,7 +4,8 @@ Usage:
     python scripts/bench_policy.py [--threads N] [--calls 2000] [--batch 128]
 
 Latency is the wall time of `policy.act(history)` (numpy in, numpy out, no autograd) for a full
-H-step history, fastest and median over many calls after a warm-up. FLOPs come from
+H-step history, fastest and median over many calls after a warm-up, plus the mean process CPU
+time per call (with one thread, the figure that load from other jobs disturbs least). FLOPs come from
 `torch.utils.flop_counter.FlopCounterMode` on one forward pass of batch 1 (matrix products and
 attention; element-wise work is not counted). The training step is forward + backward + AdamW
 on a batch of random histories.
@@ -29,16 +30,18 @@ from ast_robot.policy import ProxyPolicy, TransformerPolicy
 from ast_robot.policy.attention import resolve_backend
 
 
-def act_latency(policy, history: dict[str, np.ndarray], calls: int) -> tuple[float, float]:
-    """Return (fastest, median) seconds per `act` call."""
+def act_latency(policy, history: dict[str, np.ndarray], calls: int) -> tuple[float, float, float]:
+    """Return the fastest and median wall seconds per `act` call, and the mean CPU seconds."""
     for _ in range(50):
         policy.act(history)
     times = []
+    cpu_start = time.process_time()
     for _ in range(calls):
         start = time.perf_counter()
         policy.act(history)
         times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
+    cpu_per_call = (time.process_time() - cpu_start) / calls
+    return min(times), statistics.median(times), cpu_per_call
 
 
 def flops_per_action(policy, cfg: PolicyConfig) -> int:
@@ -98,21 +101,25 @@ def main() -> None:
     for cls in (TransformerPolicy, ProxyPolicy):
         torch.manual_seed(0)
         policy = cls(cfg).eval()
-        fastest, median = act_latency(policy, history, args.calls)
+        fastest, median, cpu = act_latency(policy, history, args.calls)
         rows[cls.kind] = {
             "params": sum(p.numel() for p in policy.parameters()),
             "fastest": fastest,
             "median": median,
+            "cpu": cpu,
             "flops": flops_per_action(policy, cfg),
             "train": train_step_time(policy, cfg, args.batch, args.train_steps),
         }
 
-    print(f"| model | parameters | act() fastest | act() median | FLOPs per action | train step (batch {args.batch}) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| model | parameters | act() fastest | act() median | act() CPU time | FLOPs per action "
+        f"| train step (batch {args.batch}) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for kind, row in rows.items():
         print(
             f"| {kind} | {row['params']:,} | {row['fastest'] * 1e3:.3f} ms | {row['median'] * 1e3:.3f} ms "
-            f"| {row['flops']:,} | {row['train'] * 1e3:.1f} ms |"
+            f"| {row['cpu'] * 1e3:.3f} ms | {row['flops']:,} | {row['train'] * 1e3:.1f} ms |"
         )
     ratio = rows["transformer"]["flops"] / rows["proxy"]["flops"]
     print()

@@ -52,21 +52,24 @@ logger = logging.getLogger(__name__)
 Backend = Literal["auto", "dense", "gather", "flex"]
 BACKENDS = ("auto", "dense", "gather", "flex")
 
-CPU_GATHER_MIN_LEN = 2048
+CPU_GATHER_MIN_LEN = 768
 """Sequence length (tokens) from which ``auto`` uses ``gather`` on CPU.
 
-Measured with scripts/bench_attention.py on a 2-core x86_64 VM (torch 2.13, batch 4, 4 heads,
-head dim 32, 64-token blocks, 3 local + 2 selected blocks, forward + backward): gather was
-slower than dense at 1024 tokens and faster from 2048 tokens on."""
+Measured with `scripts/bench_attention.py --clock cpu` (one thread, torch 2.13, x86_64, batch 4,
+4 heads, head dim 32, 64-token blocks, 3 local + 2 selected blocks, forward + backward): gather
+took 1.1x the time of masked dense attention at 512 tokens, 0.68x at 768 and 0.53x at 1024."""
 
 CPU_GATHER_MIN_BLOCK = 32
-"""Smallest block size (tokens) for which ``auto`` considers ``gather`` on CPU; smaller blocks
-make the per-block SDPA calls too small to beat one dense call."""
+"""Smallest block size (tokens) for which ``auto`` considers ``gather`` on CPU, because smaller
+blocks make each per-block SDPA call too small to pay for its overhead.
+
+NOTE: an estimate; only 64-token blocks were benchmarked against dense attention."""
 
 CUDA_FLEX_MIN_LEN = 2048
 """Sequence length (tokens) from which ``auto`` uses ``flex`` on CUDA.
 
-NOTE: not measured; no GPU was available when this was written. It mirrors the CPU crossover."""
+NOTE: a guess, not measured, because no GPU was available; dense SDPA on a GPU likely stays
+competitive to longer sequences than on a CPU."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +246,9 @@ def dense_attention(
     Returns:
         (B, L, h, dh); zeros for queries with no valid key.
     """
-    if bool(key_valid.all()) and bool(selection.block_allowed().all()):
+    # Valid slots never repeat a block, so nb valid slots in every row mean every block is allowed.
+    every_block = bool((selection.key_block_valid.sum(-1) == selection.num_blocks).all())
+    if every_block and bool(key_valid.all()):
         # Nothing is masked: skip building the (B, L, L) mask so SDPA runs its unmasked kernel.
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)

@@ -1,4 +1,4 @@
-"""What the transformer policy and the proxy share: normalizer, Gaussian head, loss, act, save/load.
+"""Parts shared by the transformer policy and the proxy: normalizer, Gaussian head, loss, act, save/load.
 
 Both policies map a history of observations to a Gaussian over normalized actions:
 
@@ -298,7 +298,7 @@ class PolicyBase(nn.Module):
                 from when it exists here, else the CPU.
 
         Raises:
-            CheckpointError: The file is missing or unreadable, holds another kind of policy,
+            CheckpointError: The file is missing or unreadable, contains another kind of policy,
                 or its tensors do not fit the saved config.
         """
         from safetensors import SafetensorError
@@ -310,7 +310,7 @@ class PolicyBase(nn.Module):
         header = _read_header(path)
         if header.get("kind") != cls.kind:
             raise CheckpointError(
-                f"{path} holds a {header.get('kind')!r} policy; load it with the matching class "
+                f"{path} contains a {header.get('kind')!r} policy; load it with the matching class "
                 f"instead of {cls.__name__}"
             )
         try:

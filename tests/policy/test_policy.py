@@ -304,7 +304,7 @@ def test_load_errors(tmp_path):
         TransformerPolicy.load(tmp_path / "missing.safetensors")
     path = tmp_path / "proxy.safetensors"
     _policy(ProxyPolicy).save(path)
-    with pytest.raises(CheckpointError, match="holds a 'proxy' policy"):
+    with pytest.raises(CheckpointError, match="contains a 'proxy' policy"):
         TransformerPolicy.load(path)
     (tmp_path / "proxy.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="could not read the policy header"):
