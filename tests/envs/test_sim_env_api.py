@@ -148,3 +148,24 @@ def test_gymnasium_module_prefix_id():
     env = gymnasium.make("ast_robot.envs:ast_robot/Reach-v0")
     assert env.unwrapped.task == "reach"
     env.close()
+
+
+def test_pick_place_reward_stages_follow_expert():
+    from ast_robot.envs import make_expert
+
+    env = make_env("pick_place")
+    expert = make_expert("pick_place", env)
+    obs, info = env.reset(seed=2)
+    history = []
+    for _ in range(env.max_steps):
+        obs, reward, terminated, truncated, info = env.step(expert.act(obs, info))
+        history.append({k: v for k, v in info.items() if k.startswith("reward_")})
+        if terminated or truncated:
+            break
+    grasp_steps = [i for i, terms in enumerate(history) if terms["reward_grasp"] == 1.0]
+    assert grasp_steps, "the expert never grasped"
+    first_grasp = grasp_steps[0]
+    assert history[first_grasp]["reward_reach"] > 0.7  # the TCP is at the cube when it grasps
+    assert history[-1]["reward_place"] > history[0]["reward_place"]
+    assert history[-1]["reward_place"] > 1.5  # within about 2.5 cm of the goal at the end
+    assert info["is_success"]
