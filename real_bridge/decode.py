@@ -11,6 +11,7 @@ Every timestamp here is in nanoseconds: `log_ns` is the time the recorder receiv
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from itertools import chain
@@ -190,30 +191,41 @@ def _read_open_bag(source: BagSource, reader: Reader, robot_map: RobotMap, versi
 
     typestores = _build_typestores(source, robot_map, mapped)
     handlers = {}
+    columns = {}
     for role, connections in mapped.items():
         msgtype = connections[0].msgtype
         store = typestores[role]
         has_header = _check_fields(source, role, connections[0].topic, msgtype, store)
         paths = (STAMP_FIELDS if has_header else ()) + ROLE_FIELDS[role]
-        handlers[connections[0].topic] = (role, [], [], store.deserialize_cdr, msgtype, attrgetter(*paths), has_header)
+        rows: list = []
+        logs: list[int] = []
+        columns[connections[0].topic] = (role, rows, logs, msgtype, has_header)
+        handlers[connections[0].topic] = (rows.append, logs.append, store.deserialize_cdr, msgtype, attrgetter(*paths))
 
     all_connections = [c for conns in mapped.values() for c in conns]
     connection = None
+    # The loop allocates a tuple per message and frees nothing, so cyclic garbage collection
+    # would rescan the growing lists again and again without finding anything to collect.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         # The hot loop: one deserialization and one C-level attribute fetch per message.
         for connection, log_ns, raw in reader.messages(connections=all_connections):
-            _, rows, logs, deserialize, msgtype, fetch, _ = handlers[connection.topic]
-            rows.append(fetch(deserialize(raw, msgtype)))
-            logs.append(log_ns)
+            append_row, append_log, deserialize, msgtype, fetch = handlers[connection.topic]
+            append_row(fetch(deserialize(raw, msgtype)))
+            append_log(log_ns)
     except Exception as error:  # rosbags raises struct, index and serde errors on bad data
         where = f"a message on topic {connection.topic} of type {connection.msgtype}" if connection else "the messages"
         raise LogReadError(
             f"bag {source.path}: cannot deserialize {where} ({type(error).__name__}: {error}); the stored "
             "data does not match its definition"
         ) from error
+    finally:
+        if collecting:
+            gc.enable()
 
     data.file_out_of_order = _mcap_chunks_overlap(reader)
-    for topic, (role, rows, logs, _, msgtype, _, has_header) in handlers.items():
+    for topic, (role, rows, logs, msgtype, has_header) in columns.items():
         log_ns = np.asarray(logs, dtype=np.int64)
         data.file_out_of_order |= bool(np.any(np.diff(log_ns) < 0))
         stamp_ns, values, texts = _columns(role, rows, has_header, robot_map, source, problems)
