@@ -432,6 +432,10 @@ def replay_in_sim(
     Each episode resets the simulator with its context (object start and goal), then steps the
     logged normalized actions. The simulation stops early if its episode ends first.
 
+    NOTE: the simulator still draws its own start position of the end effector (within a few
+    cm of home), so `ee_rmse_m` includes that offset; `ee_path_rmse_m` removes it. Open loop, a
+    small offset can also turn a logged grasp into a miss, which shows in the object gap.
+
     Args:
         path: Logs to read with `load_episodes`.
         robot_map: Topic map of the logs.
