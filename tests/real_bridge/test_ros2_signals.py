@@ -1,8 +1,7 @@
 """`ast-robot bridge --record` as a separate process: bags survive SIGTERM and SIGKILL.
 
 The test process plays the robot (a scripted arm node) and the operator (JSON commands on the
-operator topic); the bridge runs as the real command line in a child process, talking over
-loopback DDS.
+operator topic). The bridge runs as the real command line in a child process, over loopback DDS.
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ run_bridge(Constant(), RobotMap.load("configs/robots/standin.yaml"), BridgeConfi
 
 
 def operator(session, arm, payload: dict, *, expect_event: str, timeout_s: float = 15.0) -> None:
-    """Publish an operator command until the bridge answers with the expected episode event."""
+    """Publish an operator command until the bridge publishes the expected episode event."""
     seen = len(arm.events)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

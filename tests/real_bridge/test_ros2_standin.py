@@ -51,7 +51,7 @@ def test_standin_executes_commands():
         session.spin_for(1.0)
         timer.cancel()
         moved_x = poses[-1] - start_x
-        session.spin_for(0.5)  # commands stop: the 0.1 s command timeout holds the arm
+        session.spin_for(0.5)  # commands stop, so after the 0.1 s command timeout the arm stays put
         after_stop = poses[-1]
         session.spin_for(0.3)
 
