@@ -12,6 +12,7 @@ Three measurements, printed as Markdown for BENCHMARKS.md:
    Goal: scaling efficiency (throughput N / (N * throughput 1)) >= 0.85.
 3. Success rate of each scripted expert over 200 seeds on the nominal model, under the default
    randomization and on the stand-in reality profile. Goal: >= 95 % nominal, >= 90 % randomized.
+   Then the success of each expert taking over after 30 steps of random actions.
 
 Usage:
     python scripts/bench_sim.py                 # everything, 200 seeds
@@ -156,6 +157,31 @@ def measure_experts(tasks: list[str], seeds: int, workers: int) -> list[dict]:
     return rows
 
 
+def measure_recovery(task: str, *, seeds: int, random_steps: int, max_steps: int) -> float:
+    """Success of the expert taking over after `random_steps` of uniform random actions.
+
+    This is the situation of a DAgger teacher: it must finish from wherever another policy left
+    the robot and the cube (the episode limit is raised to `max_steps` to leave time for that).
+    """
+    config = load_config(env=task, overrides=[f"env.max_steps={max_steps}"])
+    env = make_env(task, config.env, config.randomization)
+    expert = make_expert(task, env)
+    successes = 0
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        obs, info = env.reset(seed=seed)
+        for step in range(max_steps):
+            if step < random_steps:
+                action = rng.uniform(-1.0, 1.0, 4).astype(np.float32)
+            else:
+                action = expert.act(obs, info)
+            obs, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+        successes += bool(info["is_success"])
+    return successes / seeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=200, help="seeds per expert measurement")
@@ -212,6 +238,16 @@ def main() -> None:
         for task in args.tasks:
             rates = {r["mode"]: r["success_rate"] for r in rows if r["task"] == task}
             print(f"| {task} | {rates['nominal']:.1%} | {rates['randomized']:.1%} | {rates['standin']:.1%} |")
+
+        recovery_seeds = min(args.seeds, 100)
+        print(f"\n## Expert takeover after 30 random steps (randomized, 150-step limit, {recovery_seeds} seeds)\n")
+        print("| task | success |")
+        print("|---|---|")
+        results["recovery"] = {}
+        for task in args.tasks:
+            rate = measure_recovery(task, seeds=recovery_seeds, random_steps=30, max_steps=150)
+            results["recovery"][task] = rate
+            print(f"| {task} | {rate:.1%} |", flush=True)
 
     results["uptime_end"] = uptime()
     print(f"\nuptime at end: {results['uptime_end']}")
