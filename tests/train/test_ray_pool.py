@@ -22,9 +22,9 @@ from ast_robot.train.workers import LocalProcessPool, RolloutBackend, RolloutTas
 
 TINY_TRAIN = [
     "env.max_steps=25",
-    "train.iterations=2",
+    "train.iterations=1",
     "train.episodes_per_iteration=4",
-    "train.eval_every=2",
+    "train.eval_every=1",
     "train.eval_episodes=2",
     "train.batch_size=16",
     "train.max_steps_per_iteration=3",
@@ -130,9 +130,13 @@ def test_local_ray_matches_local_pool_and_trains(config, policy_state, tmp_path)
         second = by_index(pool.collect(tasks, policy_state))
         assert not pool.last_stats.weights_put  # unchanged weights stay in the object store
 
+        bad = RolloutTask(index=7, seed=1, context=np.zeros(5, np.float32))
+        with pytest.raises(RolloutError, match=r"failed on task 7 \(seed 1\)"):
+            list(pool.collect([bad], None))
+
         summary = train(config, run_dir=tmp_path / "run", device="cpu", backend=pool, progress=False)
-        assert summary["iterations_completed"] == 2
-        assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 2
+        assert summary["iterations_completed"] == 1
+        assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 1
 
     assert not ray.is_initialized()  # the pool stopped the instance it started
     assert_same_episodes(expected, first)
@@ -197,6 +201,13 @@ def test_killed_actor_task_rerun_once(config, policy_state, two_node_cluster, ca
                     slot, killed_task = max(pool.in_flight().items(), key=lambda item: item[1])
                     os.kill(pool.actor_info()[slot][1], signal.SIGKILL)
         stats = pool.last_stats
+
+        # With one attempt per task, the next actor death ends the collect call with an error.
+        pool.max_task_attempts = 1
+        with pytest.raises(RolloutError, match=r"lost its ray rollout actor on all 1 attempts"):
+            for _episode in pool.collect(make_tasks(4, seed=950), policy_state):
+                slot, _task = max(pool.in_flight().items(), key=lambda item: item[1])
+                os.kill(pool.actor_info()[slot][1], signal.SIGKILL)
 
     indices = [ep.info["task_index"] for ep in episodes]
     assert sorted(indices) == list(range(6))  # every task once: none lost, none duplicated
