@@ -131,7 +131,8 @@ class RayPool:
 
     Raises:
         MissingExtraError: When Ray is not installed.
-        RolloutError: When the cluster is unreachable, or `workers` is below 1.
+        RolloutError: When the cluster is unreachable, `workers` is below 1, or the cluster has
+            fewer CPUs than `workers`.
     """
 
     def __init__(
@@ -163,24 +164,28 @@ class RayPool:
 
         self._ray = _import_ray(address)
         self._connect(address, workers)
+        cluster_cpus = int(self._ray.cluster_resources().get("CPU", 0))
         if workers is None:
-            workers = max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+            workers = max(1, cluster_cpus)
+        if workers > cluster_cpus:
+            self.close()
+            raise RolloutError(
+                f"{workers} ray rollout actors need {workers} CPUs but the Ray cluster has "
+                f"{cluster_cpus}; lower --workers or add nodes with `ray start --address=...`"
+            )
         self.num_workers = workers
         self._actor_class = self._ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(RolloutActor)
         self._actors = [self._start_actor() for _ in range(workers)]
         self._actor_info = [None] * workers
-        logger.info(
-            "started %d ray rollout actors on a cluster with %d CPUs",
-            workers,
-            int(self._ray.cluster_resources().get("CPU", 0)),
-        )
+        logger.info("started %d ray rollout actors on a cluster with %d CPUs", workers, cluster_cpus)
 
     # -- connection ------------------------------------------------------------------------
 
     def _connect(self, address: str | None, workers: int | None) -> None:
         ray = self._ray
         if ray.is_initialized():
-            logger.info("using the Ray instance already initialized in this process")
+            ignored = f" (ignoring address {address})" if address is not None else ""
+            logger.info("using the Ray instance already initialized in this process%s", ignored)
             return
 
         if address is None:
@@ -283,19 +288,23 @@ class RayPool:
         self._in_flight[ref] = (slot, task)
 
     def _replace_actor(self, slot: int, task: RolloutTask, error: Exception, attempts: dict[int, int], stats) -> None:
+        """Start a new actor in `slot` after its actor died running `task`; raise if `task` is out of attempts."""
         where = self._actor_info[slot]
         where_text = f"node {where[0][:12]}, pid {where[1]}" if where else "node unknown"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+
+        self._ray.kill(self._actors[slot], no_restart=True)
+        # NOTE: when the dead actor's node left the cluster and no other node has a free CPU, the
+        # replacement waits for one and this collect call waits with it.
+        self._actors[slot] = self._start_actor()
+        self._actor_info[slot] = None
+        stats.actors_replaced += 1
         if attempts[task.index] >= self.max_task_attempts:
             raise RolloutError(
                 f"task {task.index} (seed {task.seed}) lost its ray rollout actor on all "
                 f"{attempts[task.index]} attempts; the last error was:\n{error}"
             ) from error
 
-        self._ray.kill(self._actors[slot], no_restart=True)
-        self._actors[slot] = self._start_actor()
-        self._actor_info[slot] = None
-        stats.actors_replaced += 1
         stats.retried.append(task.index)
         logger.warning(
             "ray rollout actor %d (%s) died while running task %d (seed %d): %s; started a "

@@ -186,6 +186,10 @@ def test_killed_actor_task_rerun_once(config, policy_state, two_node_cluster, ca
     with LocalProcessPool(config.env, config.randomization, config.policy, workers=0) as local:
         expected = by_index(local.collect(tasks, policy_state))
 
+    with pytest.raises(RolloutError, match="3 ray rollout actors need 3 CPUs but the Ray cluster has 2"):
+        RayPool(config.env, config.randomization, config.policy, workers=3)
+    assert ray.is_initialized()  # the rejected pool leaves the caller's Ray instance running
+
     with RayPool(config.env, config.randomization, config.policy, address=None) as pool:
         assert pool.num_workers == 2
         nodes = {node for node, _pid in pool.actor_info()}
