@@ -5,8 +5,8 @@ it owns its environments for its whole life and an episode is the same determini
 its task on either backend. Per `collect` call:
 
 - the policy weights go into the object store once (`ray.put`). An actor fetches them only when
-  they differ from the weights it already holds, and Ray sends them over the network at most
-  once per node;
+  they differ from the weights it already holds. Each node's object store keeps one copy that
+  its actors share, so the weights normally cross the network once per node;
 - tasks are handed out one at a time to whichever actor is idle, and episodes stream back in
   completion order (`ray.wait`), so a slow actor holds up only its own task;
 - an actor that dies is replaced by a new one and its unfinished task is re-run there. Results are
