@@ -69,3 +69,28 @@ def test_standin_cli_runs_for_duration(capsys):
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] >= 10
+
+
+@pytest.mark.slow
+def test_record_via_ros_marks_takeovers(tmp_path):
+    """A random policy strays, so the scripted supervisor takes over and the bag says so."""
+    import torch
+
+    from ast_robot.config import PolicyConfig
+    from ast_robot.policy import TransformerPolicy
+    from ast_robot.real_bridge.logs import load_episodes
+    from ast_robot.real_bridge.standin_robot import SupervisorSettings, record_standin_ros
+
+    torch.manual_seed(0)
+    policy = TransformerPolicy(PolicyConfig(history=4, d_model=16, layers=1, heads=2)).eval()
+    robot_map = RobotMap.load("configs/robots/standin.yaml")
+    config = load_config(env="pick_place", overrides=["env.max_steps=40"])
+    summary = record_standin_ros(
+        tmp_path, config, policy, history_steps=4, episodes=2, robot_map=robot_map,
+        supervisor=SupervisorSettings(), domain_id=DOMAIN_ID,
+    )
+    assert summary["episodes_with_interventions"] >= 1
+    episodes = load_episodes(tmp_path, robot_map).episodes
+    assert len(episodes) == 2
+    assert any(episode.interventions.any() for episode in episodes)
+    assert any(episode.action_labels is not None for episode in episodes)
