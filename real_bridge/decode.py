@@ -202,14 +202,25 @@ def _read_open_bag(source: BagSource, reader: Reader, robot_map: RobotMap, versi
         columns[connections[0].topic] = (role, rows, logs, msgtype, has_header)
         handlers[connections[0].topic] = (rows.append, logs.append, store.deserialize_cdr, msgtype, attrgetter(*paths))
 
-    all_connections = [c for conns in mapped.values() for c in conns]
-    connection = None
-    # The loop allocates a tuple per message and frees nothing, so cyclic garbage collection
-    # would rescan the growing lists again and again without finding anything to collect.
+    # Decoding allocates a tuple per message and frees none until the tables are built, so
+    # cyclic garbage collection would rescan the growing lists without finding anything to free.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        # The hot loop: one deserialization and one C-level attribute fetch per message.
+        _decode_messages(source, reader, mapped, handlers)
+        data.file_out_of_order = _mcap_chunks_overlap(reader)
+        _build_streams(source, data, mapped, columns, robot_map)
+    finally:
+        if collecting:
+            gc.enable()
+    return data
+
+
+def _decode_messages(source: BagSource, reader: Reader, mapped: dict[str, list], handlers: dict) -> None:
+    """Run the hot loop: one deserialization and one C-level attribute fetch per message."""
+    all_connections = [c for conns in mapped.values() for c in conns]
+    connection = None
+    try:
         for connection, log_ns, raw in reader.messages(connections=all_connections):
             append_row, append_log, deserialize, msgtype, fetch = handlers[connection.topic]
             append_row(fetch(deserialize(raw, msgtype)))
@@ -220,12 +231,13 @@ def _read_open_bag(source: BagSource, reader: Reader, robot_map: RobotMap, versi
             f"bag {source.path}: cannot deserialize {where} ({type(error).__name__}: {error}); the stored "
             "data does not match its definition"
         ) from error
-    finally:
-        if collecting:
-            gc.enable()
 
-    data.file_out_of_order = _mcap_chunks_overlap(reader)
-    for topic, (role, rows, logs, msgtype, has_header) in columns.items():
+
+def _build_streams(source: BagSource, data: BagData, mapped: dict[str, list], columns: dict, robot_map: RobotMap) -> None:
+    """Convert the decoded field tuples of each topic into a `Stream`, dropping the tuples."""
+    problems = data.problems
+    for topic in list(columns):
+        role, rows, logs, msgtype, has_header = columns.pop(topic)
         log_ns = np.asarray(logs, dtype=np.int64)
         data.file_out_of_order |= bool(np.any(np.diff(log_ns) < 0))
         stamp_ns, values, texts = _columns(role, rows, has_header, robot_map, source, problems)
@@ -243,9 +255,8 @@ def _read_open_bag(source: BagSource, reader: Reader, robot_map: RobotMap, versi
         data.streams[role] = stream
         if len(stream) == 0:
             problems.append(
-                Problem(str(source.path), "no_data", f"topic for role '{role}' is declared but holds 0 messages", topic=topic)
+                Problem(str(source.path), "no_data", f"topic for role '{role}' is declared but contains 0 messages", topic=topic)
             )
-    return data
 
 
 def _storage_id(source: BagSource) -> str:
