@@ -206,7 +206,15 @@ class RayPool:
                     "`ray start --head`, pass the head's address, or omit --ray-address to start a "
                     "local Ray instance"
                 ) from error
-            raise RolloutError(f"could not connect to the Ray cluster at {address}: {error}") from error
+            hint = ""
+            if "RAY_AUTH_MODE" not in os.environ:
+                # `ray start` turns token authentication on by default (Ray 2.60), and a client that
+                # connects by explicit address sends its token only when asked to.
+                hint = (
+                    "; if the cluster uses token authentication, set RAY_AUTH_MODE=token and provide "
+                    "the cluster's token in RAY_AUTH_TOKEN or ~/.ray/auth_token"
+                )
+            raise RolloutError(f"could not connect to the Ray cluster at {address}: {error}{hint}") from error
         self._owns_ray = False
         logger.info("connected to the Ray cluster at %s", address)
 
