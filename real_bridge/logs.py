@@ -13,7 +13,7 @@ Episode boundaries. JSON strings on the events topic: ``{"event": "start"}`` and
 ``{"event": "end", "success": true}``. An episode runs from a start to the next end, both
 included. The writer in this package adds ``episode_id``, ``context``, ``domain_params`` and
 ``time_offset_ns`` to the start event and ``terminated`` / ``truncated`` / other flags to the
-end event; they are used when present. A recording (or a clock segment of one) without events
+end event. Reading uses them when present. A recording (or a clock segment of one) without events
 is one episode whose success comes from a labels file beside it (``labels.yaml``: bag name ->
 true/false), else unknown.
 

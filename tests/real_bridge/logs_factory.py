@@ -164,6 +164,7 @@ def steady_recording(
 def make_episode(steps: int, *, seed: int = 0, t0: float = 0.0, interventions=(), success=True, wrench_nan=()) -> Episode:
     """A synthetic episode whose fields follow the mapping (object relative = object - ee)."""
     rng = np.random.default_rng(seed)
+
     ee = rng.uniform(-0.5, 0.5, (steps, 3)).astype(np.float32)
     obj = rng.uniform(-0.5, 0.5, (steps, 3)).astype(np.float32)
     goal = np.tile(rng.uniform(-0.5, 0.5, 3).astype(np.float32), (steps, 1))
@@ -171,6 +172,7 @@ def make_episode(steps: int, *, seed: int = 0, t0: float = 0.0, interventions=()
     proprio = np.concatenate(
         [ee, rng.normal(0, 0.1, (steps, 3)), rng.uniform(0, 0.08, (steps, 1)), rng.normal(0, 0.01, (steps, 1))], axis=1
     )
+
     mask = np.zeros(steps, bool)
     mask[list(interventions)] = True
     actions = rng.uniform(-1, 1, (steps, 4)).astype(np.float32)
@@ -182,6 +184,7 @@ def make_episode(steps: int, *, seed: int = 0, t0: float = 0.0, interventions=()
         obs_force[list(wrench_nan)] = 0.0
         missing["force"] = np.zeros(steps, bool)
         missing["force"][list(wrench_nan)] = True
+
     return Episode(
         obs={"proprio": proprio, "force": obs_force, "object": np.concatenate([obj, obj - ee], axis=1), "goal": goal},
         actions=actions,
