@@ -6,8 +6,10 @@ them on one clock, cuts episodes and resamples each onto the control-rate grid. 
 episodes with every problem found and a summary that accounts for each episode (loaded, split,
 skipped and why). A recording that cannot be used is reported and skipped; the others still load.
 
-Bag timestamps are nanoseconds (int64) throughout; `Episode.timestamps` are the same times in
-seconds (float64), on the recording's clock (not shifted to start at 0).
+Bag timestamps are nanoseconds (int64) throughout. `Episode.timestamps` are the same times in
+seconds (float64) on the recording's clock, not shifted to start at 0. The one exception is an
+episode that the writer moved in time to avoid an overlap, which reads back at its original
+times (see ``time_offset_ns`` below).
 
 Episode boundaries. JSON strings on the events topic: ``{"event": "start"}`` and
 ``{"event": "end", "success": true}``. An episode runs from a start to the next end, both
