@@ -611,7 +611,9 @@ class VisionConfig:
         "gate.target_rate in vision mode)", low=0.0, high=1.0, low_inclusive=False,
     )
     importance_weighting: bool = param(
-        False, help="weight each admitted image's ViT loss by the inverse of its admission probability",
+        False, help="weight each admitted image's ViT loss by the inverse of its admission probability; "
+        "changes nothing unless gate.temperature > 0 or gate.probe_rate > 0, because a hard threshold "
+        "admits with probability 1",
     )
     max_importance_weight: float = param(
         4.0, help="cap on an admitted image's importance weight", low=1.0,

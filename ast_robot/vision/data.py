@@ -1,10 +1,10 @@
 """CIFAR-10 in its python-pickle format: reading, validating and writing batch files.
 
-The python version of CIFAR-10 is a directory of six pickled batches, ``data_batch_1`` to
-``data_batch_5`` (training) and ``test_batch``, each a dict with byte keys: ``b'data'`` is a
-uint8 array of shape (N, 3072) whose rows hold 1024 red, then 1024 green, then 1024 blue values
-of a 32x32 image in row-major order, and ``b'labels'`` is a list of N class indices in [0, 10).
-``batches.meta`` holds the class names and is optional here.
+The python version of CIFAR-10 is a directory of six pickled batches: ``data_batch_1`` to
+``data_batch_5`` for training and ``test_batch``. Each is a dict with byte keys. ``b'data'`` is a
+uint8 array of shape (N, 3072) whose rows contain 1024 red, then 1024 green, then 1024 blue
+values of a 32x32 image in row-major order. ``b'labels'`` is a list of N class indices in
+[0, 10). ``batches.meta`` contains the class names and is optional here.
 
 `load_cifar10` reads and checks every file before it returns, so a truncated, empty or
 wrong-shaped file stops the run with a `DatasetError` naming the file, and training never starts
@@ -68,7 +68,7 @@ class Split:
         return len(self.labels)
 
     def subset(self, count: int) -> Split:
-        """The first `count` images (all of them when `count` is 0 or larger than the split)."""
+        """Return the first `count` images, or all of them when `count` is 0 or exceeds the split."""
         if count <= 0 or count >= len(self):
             return self
         return Split(self.images[:count], self.labels[:count])
@@ -151,7 +151,7 @@ def parse_batch(content: dict, path: str | Path) -> Split:
             "1024 red, 1024 green and 1024 blue values per 32x32 image"
         )
     if data.shape[0] == 0:
-        raise DatasetError(f"{path}: the batch holds no images")
+        raise DatasetError(f"{path}: the batch contains no images")
 
     try:
         labels = np.asarray(labels, dtype=np.int64)
@@ -159,7 +159,7 @@ def parse_batch(content: dict, path: str | Path) -> Split:
         raise DatasetError(f"{path}: b'labels' is not a list of integers: {error}") from error
     if labels.ndim != 1 or len(labels) != data.shape[0]:
         raise DatasetError(
-            f"{path}: b'labels' has shape {tuple(labels.shape)} but b'data' holds {data.shape[0]} images"
+            f"{path}: b'labels' has shape {tuple(labels.shape)} but b'data' contains {data.shape[0]} images"
         )
     bad = (labels < 0) | (labels >= NUM_CLASSES)
     if bad.any():

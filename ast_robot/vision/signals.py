@@ -1,8 +1,8 @@
 """Cheap per-image signals for scoring, and the memory of each image's last ViT visit.
 
-The gate must decide before the ViT runs, so the score of an image comes only from the CNN
-proxy's loss and entropy on it now and from the ViT loss recorded when the ViT last trained on it
-(the stale loss). Images the ViT has not seen yet fall back to the proxy loss.
+The gate must decide before the ViT runs. So the score of an image comes only from the CNN
+proxy's current loss and entropy on it, and from the stale loss: the ViT loss recorded when the
+ViT last trained on the image. Images the ViT has not trained on yet use the proxy loss instead.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 CIFAR-10 itself cannot be downloaded at run time, so tests and the benchmark can generate a
 stand-in that has the same files, shapes and dtypes. It is NOT CIFAR-10, and accuracies measured
-on it say nothing about CIFAR-10.
+on it do not predict CIFAR-10 accuracies.
 
 Each class is a sinusoidal grating with its own orientation and spatial frequency, drawn inside a
 soft disc at a random position, with a random phase, a class-tinted colour with strong random

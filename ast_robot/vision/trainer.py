@@ -3,10 +3,10 @@
 One training step on a batch of B images:
 
 1. Augment the batch on the device (random crop with padding, horizontal flip, normalization).
-2. Gate mode ``on``: run the CNN proxy on all B images and score each image from cheap signals
-   (proxy loss and entropy, the stale ViT loss of its last visit); the gate admits the images
-   whose score clears its threshold. Mode ``random`` admits each image with the target rate by
-   chance, mode ``off`` admits every image.
+2. Gate mode ``on``: run the CNN proxy on all B images and score each image from cheap signals:
+   the proxy's loss and entropy, and the ViT loss of the image's last visit. The gate admits the
+   images whose score clears its threshold. Mode ``random`` admits each image with probability
+   equal to the target rate, and mode ``off`` admits every image.
 3. Run the ViT forward and backward on the admitted images only. Skipped images never reach the
    ViT, so its compute is proportional to what the gate admits.
 4. Train the proxy on the skipped images.
@@ -18,6 +18,7 @@ checkpoint is written.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -144,7 +145,7 @@ class VisionTrainer:
     # -----------------------------------------------------------------------------------------
 
     def _gate_config(self):
-        """The gate settings with the vision target rate and this run's mode."""
+        """Return the gate settings with the vision target rate and this run's mode."""
         gate_cfg = dataclasses.replace(
             self.config.gate, mode=self.gate_mode, target_rate=self.cfg.gate_target_rate
         )
@@ -162,6 +163,8 @@ class VisionTrainer:
             logger.info("vision.compile is set but the device is %s; running uncompiled", self.device)
             return
         # The admitted batch size changes from step to step, so compile with dynamic shapes.
+        # NOTE: never run here (no GPU was available); the attention layers set attributes
+        # (indexer_loss, last_selection) inside forward, which may cost graph breaks.
         self._vit_call = torch.compile(self.vit, dynamic=True)
         self._proxy_call = torch.compile(self.proxy, dynamic=True)
 
@@ -183,16 +186,16 @@ class VisionTrainer:
         from torch.utils.flop_counter import FlopCounterMode
 
         sample = torch.zeros(2, 3, 32, 32, device=self.device)
+        rng_state = torch.get_rng_state()
         result = {}
         for name, model in (("vit", self.vit), ("proxy", self.proxy)):
-            was_training = model.training
-            model.train()
+            # A copy, so the proxy's batch-norm statistics never see the dummy batch.
+            scratch = copy.deepcopy(model).train()
             counter = FlopCounterMode(display=False)
             with counter:
-                model(sample).sum().backward()
-            model.zero_grad(set_to_none=True)
-            model.train(was_training)
+                scratch(sample).sum().backward()
             result[name] = counter.get_total_flops() / len(sample)
+        torch.set_rng_state(rng_state)
         # The proxy's forward alone is about a third of its forward + backward.
         result["proxy_forward"] = result["proxy"] / 3.0
         return result
@@ -436,6 +439,7 @@ class VisionTrainer:
                 "shuffle": self.shuffle_generator.get_state(),
                 "augment": self.augment_generator.get_state(),
                 "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             },
         }
 
@@ -475,6 +479,8 @@ class VisionTrainer:
         self.shuffle_generator.set_state(state["rng"]["shuffle"])
         self.augment_generator.set_state(state["rng"]["augment"])
         torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
 
 def _significance_inputs(signals: CheapSignals) -> SignificanceInputs:
@@ -547,7 +553,7 @@ def train_vision(
         run.create()
         if run.metrics_path.exists():
             raise CheckpointError(
-                f"{run.root} already holds a run; pass --resume to continue it or choose another --run-dir"
+                f"{run.root} already contains a run; pass --resume to continue it or choose another --run-dir"
             )
     save_config(config, run.config_path)
     logger.info(
@@ -606,8 +612,8 @@ def run_vision(
 ) -> dict[str, Any]:
     """Load the config and the dataset, then train; the entry point of ``ast-robot vision``.
 
-    With `resume`, `run_dir` is required and its saved ``config.yaml`` is the config unless
-    `config_path` is given; `overrides` and `epochs` apply on top, so ``--epochs`` can extend a
+    With `resume`, `run_dir` is required, and its saved ``config.yaml`` is used unless
+    `config_path` is given. `overrides` and `epochs` apply on top, so ``--epochs`` can extend a
     finished run. The gate mode defaults to the checkpoint's on resume, else to ``gate.mode``.
 
     Raises:

@@ -117,7 +117,7 @@ def test_wrong_dtype_names_file(cifar_dir):
 
 def test_label_count_mismatch_names_file(cifar_dir):
     _write_batch(cifar_dir / TRAIN_FILES[0], np.zeros((4, 3072), dtype=np.uint8), [0, 1, 2])
-    with pytest.raises(DatasetError, match=r"data_batch_1: b'labels' has shape \(3,\) but b'data' holds 4"):
+    with pytest.raises(DatasetError, match=r"data_batch_1: b'labels' has shape \(3,\) but b'data' contains 4"):
         load_cifar10(cifar_dir)
 
 

@@ -175,7 +175,7 @@ def test_cli_vision_existing_run_rejected(data_dir, tmp_path, capsys):
     settings = [arg for item in [*TINY, "vision.train_subset=100"] for arg in ("--set", item)]
     assert main(["vision", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *settings]) == 0
     assert main(["vision", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *settings]) == 2
-    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    assert "already contains a run; pass --resume" in capsys.readouterr().err
 
 
 def test_cli_vision_bad_data_dir_one_line(tmp_path, capsys):
