@@ -173,7 +173,6 @@ def two_node_cluster():
     )
     cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address)
     try:
         yield cluster
     finally:
@@ -186,11 +185,12 @@ def test_killed_actor_task_rerun_once(config, policy_state, two_node_cluster, ca
     with LocalProcessPool(config.env, config.randomization, config.policy, workers=0) as local:
         expected = by_index(local.collect(tasks, policy_state))
 
+    address = two_node_cluster.address
     with pytest.raises(RolloutError, match="3 ray rollout actors need 3 CPUs but the Ray cluster has 2"):
-        RayPool(config.env, config.randomization, config.policy, workers=3)
-    assert ray.is_initialized()  # the rejected pool leaves the caller's Ray instance running
+        RayPool(config.env, config.randomization, config.policy, workers=3, address=address)
+    assert ray.is_initialized()  # a pool leaves a cluster it connected to running
 
-    with RayPool(config.env, config.randomization, config.policy, address=None) as pool:
+    with RayPool(config.env, config.randomization, config.policy, address=address) as pool:
         assert pool.num_workers == 2
         nodes = {node for node, _pid in pool.actor_info()}
         assert len(nodes) == 2  # one actor on each node
