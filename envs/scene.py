@@ -89,8 +89,9 @@ class Scene:
         self.finger_actuators = np.array(
             [model.actuator("act_finger_left").id, model.actuator("act_finger_right").id]
         )
-        self.gripper_low = model.jnt_range[[model.joint(n).id for n in GRIPPER_JOINTS], 0] + TCP_HOME_M
-        self.gripper_high = model.jnt_range[[model.joint(n).id for n in GRIPPER_JOINTS], 1] + TCP_HOME_M
+        # Workspace of the TCP in metres (the gripper joint ranges around the home position).
+        self.tcp_low = model.jnt_range[[model.joint(n).id for n in GRIPPER_JOINTS], 0] + TCP_HOME_M
+        self.tcp_high = model.jnt_range[[model.joint(n).id for n in GRIPPER_JOINTS], 1] + TCP_HOME_M
 
         force_id = model.sensor("wrist_force").id
         torque_id = model.sensor("wrist_torque").id
