@@ -118,7 +118,39 @@ def _add_train_parser(subparsers) -> None:
         "local Ray instance sized to this machine",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(run=_run_train)
+    parser.add_argument(
+        "--algo", choices=["dagger", "ppo", "sac"], default="dagger",
+        help="dagger: imitation of the scripted expert; ppo, sac: reinforcement learning with "
+        "stable-baselines3 (needs the sb3 extra; settings in the rl section) (default: dagger)",
+    )
+    parser.set_defaults(run=lambda args: _run_train(args) if args.algo == "dagger" else _run_train_rl(args))
+
+
+def _run_train_rl(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ast_robot.errors import TrainError
+    from ast_robot.rl import train_rl
+
+    if args.rollout != "local" or args.ray_address is not None:
+        raise TrainError(f"--algo {args.algo} steps its environments itself; drop --rollout and --ray-address")
+    config = load_config_from_args(args)
+    run_dir = Path("runs") / args.run_name if args.run_name else args.run_dir
+    summary = train_rl(
+        config, algo=args.algo, real_log=args.real_log, run_dir=run_dir, resume=args.resume, device=args.device,
+        gate_mode=args.gate, workers=args.workers, progress=not args.no_progress,
+    )
+    final = summary["final_eval"]
+    sys.stdout.write(
+        f"run: {summary['run_dir']}\n"
+        f"iterations: {summary['iterations_completed']}/{summary['iterations']}"
+        f"{' (interrupted)' if summary['interrupted'] else ''}\n"
+        f"success: sim {final.get('success_sim', float('nan')):.2f}, "
+        f"randomized {final.get('success_randomized', float('nan')):.2f}, "
+        f"reality {final.get('success_reality', float('nan')):.2f}\n"
+        f"best checkpoint: {summary['checkpoints']['best']}\n"
+    )
+    return EXIT_INTERRUPTED if summary["interrupted"] else 0
 
 
 def _ray_backend(args: argparse.Namespace, config):

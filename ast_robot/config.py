@@ -764,6 +764,59 @@ class BridgeConfig:
 
 
 @dataclass
+class RLConfig:
+    """Reinforcement learning with stable-baselines3 (`ast-robot train --algo ppo|sac`).
+
+    The run length, seed and evaluation come from the `train` section: `train.iterations`
+    iterations of `steps_per_env` environment steps in each of `n_envs` environments.
+    """
+
+    n_envs: int = param(4, help="environments stepped together in one SB3 vectorized env", low=1)
+    vec_env: Literal["dummy", "subproc"] = param(
+        "dummy", help="dummy: all environments in the training process; subproc: one process each"
+    )
+    steps_per_env: int = param(
+        400, help="environment steps per environment per iteration (the PPO rollout length)",
+        unit="control steps", low=2,
+    )
+    learning_rate: float = param(3e-4, help="Adam learning rate of every network", low=0.0, low_inclusive=False)
+    gamma: float = param(0.98, help="discount factor per control step", low=0.0, high=1.0, high_inclusive=False)
+    value_hidden: list[int] = param(
+        [64, 64], help="hidden layer widths of the value (PPO) or Q (SAC) head on the transformer features",
+        low=1,
+    )
+    gae_lambda: float = param(0.95, help="PPO: GAE lambda", low=0.0, high=1.0)
+    ppo_epochs: int = param(5, help="PPO: passes over the admitted transitions per iteration", low=1)
+    ppo_minibatch: int = param(
+        200, help="PPO: transitions per gradient step", unit="transitions", low=2
+    )
+    ppo_clip_range: float = param(0.2, help="PPO: probability-ratio clip", low=0.0, low_inclusive=False)
+    ppo_ent_coef: float = param(0.0, help="PPO: entropy bonus weight", low=0.0)
+    ppo_vf_coef: float = param(0.5, help="PPO: value loss weight", low=0.0)
+    ppo_init_log_std: float = param(
+        -0.5, help="PPO: initial log standard deviation of the action noise", unit="log normalized action units"
+    )
+    max_grad_norm: float = param(0.5, help="gradient norm clip of every update", low=0.0, low_inclusive=False)
+    sac_buffer_steps: int = param(
+        100_000, help="SAC: replay buffer capacity", unit="transitions", low=1
+    )
+    sac_batch_size: int = param(256, help="SAC: transitions per gradient step", unit="transitions", low=1)
+    sac_learning_starts: int = param(
+        1000, help="SAC: environment steps with random actions before the first update",
+        unit="transitions", low=0,
+    )
+    sac_updates_per_step: float = param(
+        0.25, help="SAC: gradient steps per admitted transition (the replay ratio)", low=0.0,
+        low_inclusive=False,
+    )
+    sac_tau: float = param(0.005, help="SAC: target network soft-update rate", low=0.0, high=1.0)
+
+    def check(self, path: str) -> None:
+        if not self.value_hidden:
+            raise ConfigError(f"{path}.value_hidden: give at least one hidden layer width, got []")
+
+
+@dataclass
 class Config:
     """The whole resolved configuration of a run."""
 
@@ -778,6 +831,7 @@ class Config:
     logs: LogsConfig = param(LogsConfig(), help="real-robot logs")
     vision: VisionConfig = param(VisionConfig(), help="image classification mode")
     bridge: BridgeConfig = param(BridgeConfig(), help="ROS2 bridge node on a robot")
+    rl: RLConfig = param(RLConfig(), help="reinforcement learning with stable-baselines3 (--algo ppo|sac)")
 
     def check(self, path: str) -> None:
         """Cross-section rules; `path` is empty for the root."""
