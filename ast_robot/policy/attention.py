@@ -92,6 +92,8 @@ class BlockSelection:
         block_size: Tokens per block.
         num_local: Local slots per query block.
         seq_len: L, total tokens including the global ones.
+        selects_all_candidates: True when top-k covers every block outside each local window,
+            so every query block attends every key block that has a valid token.
     """
 
     key_blocks: Tensor
@@ -100,6 +102,7 @@ class BlockSelection:
     block_size: int
     num_local: int
     seq_len: int
+    selects_all_candidates: bool = False
 
     @property
     def num_blocks(self) -> int:
@@ -180,11 +183,12 @@ def select_blocks(
     local = local.expand(batch, -1, -1)
     local_valid = local_valid.expand(batch, -1, -1)
 
-    num_selected = min(top_k, max_candidate_blocks(num_regular, block_size, local_radius))
+    candidates = max_candidate_blocks(num_regular, block_size, local_radius)
+    num_selected = min(top_k, candidates)
     if num_selected == 0 or block_scores is None:
         return BlockSelection(
             local.contiguous(), local_valid.contiguous(), num_global, block_size,
-            local.shape[-1], seq_len,
+            local.shape[-1], seq_len, selects_all_candidates=candidates == 0,
         )
 
     # A key block is a candidate when it is outside the local window and holds a valid token.
@@ -202,6 +206,7 @@ def select_blocks(
         block_size,
         local.shape[-1],
         seq_len,
+        selects_all_candidates=num_selected == candidates,
     )
 
 
@@ -246,9 +251,7 @@ def dense_attention(
     Returns:
         (B, L, h, dh); zeros for queries with no valid key.
     """
-    # Valid slots never repeat a block, so nb valid slots in every row mean every block is allowed.
-    every_block = bool((selection.key_block_valid.sum(-1) == selection.num_blocks).all())
-    if every_block and bool(key_valid.all()):
+    if selection.selects_all_candidates and bool(key_valid.all()):
         # Nothing is masked: skip building the (B, L, L) mask so SDPA runs its unmasked kernel.
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)

@@ -171,7 +171,14 @@ def test_top_k_clamped_to_candidates():
     num_blocks = math.ceil(30 / 4)
     assert selection.num_selected == max_candidate_blocks(30, 4, 1) == num_blocks - 2
     # With top_k above the candidates every query block attends every block.
+    assert selection.selects_all_candidates
     assert selection.block_allowed().all()
+
+
+def test_sparse_selection_not_marked_complete():
+    _, _, _, selection = _random_case(2, 100, 3, 8, 8, 3, 0)
+    assert not selection.selects_all_candidates
+    assert not selection.block_allowed().all()
 
 
 def test_always_clamped_top_k_warns():
