@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations per backend")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes / actors")
     parser.add_argument("--expert-share", type=float, default=0.5, help="expert share of the DAgger mixture")
+    parser.add_argument("--node-cpus", type=int, default=16, help="CPUs per node in the scaling model")
     parser.add_argument(
         "--bandwidth-mb-s", type=float, default=117.0,
         help="network bandwidth assumed by the scaling model, in MB/s (117 is about 1 Gbit/s)",
@@ -177,30 +178,33 @@ def main() -> None:
 
 
 def print_model(args, *, episode_s: float, driver_s: float, weights_bytes: int, episode_bytes: float) -> None:
-    """Print the modelled iteration time and throughput for 1 to 64 nodes of `args.workers` CPUs.
+    """Print the modelled rollout throughput for 1 to 64 nodes of `args.node_cpus` CPUs each.
 
-    T(N) = N * weights / B + ceil(E / (N * c)) * t_episode + E * (episode / B + t_driver): weights
-    fan out from the head to each node, actors run their share of the E episodes in rounds, and
-    the head receives and decodes every episode one at a time.
+    T(N) = N * weights / B + ceil(E / (N * c)) * t_episode + E * (episode / B + t_driver): the head
+    sends the weights to each node, the N * c actors run the E episodes of an iteration in rounds,
+    and the head receives and decodes every episode one at a time.
     """
     bandwidth = args.bandwidth_mb_s * 1e6
-    cores, episodes = args.workers, args.episodes
+    cores = args.node_cpus
+    sizes = sorted({args.episodes, 256, 1024})
     print(
-        f"\nmodel inputs: t_episode {episode_s:.3f} s per actor, t_driver {1e3 * driver_s:.1f} ms, "
-        f"weights {weights_bytes / 1e6:.2f} MB, episode {episode_bytes / 1e3:.1f} kB, "
-        f"bandwidth {args.bandwidth_mb_s:.0f} MB/s (assumed), {cores} CPUs per node"
+        f"\nmodel inputs: t_episode {episode_s:.3f} s per actor, t_driver {1e3 * driver_s:.1f} ms per "
+        f"episode (caps throughput at {1 / driver_s:.0f} episodes/s), weights {weights_bytes / 1e6:.2f} MB, "
+        f"episode {episode_bytes / 1e3:.1f} kB, bandwidth {args.bandwidth_mb_s:.0f} MB/s (assumed), "
+        f"{cores} CPUs per node"
     )
-    print(f"\n| nodes | E={episodes} iteration s | E={episodes} episodes/s | E=256 iteration s | E=256 episodes/s |")
-    print("|---|---|---|---|---|")
+    print("\nmodelled episodes/s for E episodes per iteration:\n")
+    print("| nodes | " + " | ".join(f"E={count}" for count in sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
     for nodes in (1, 2, 4, 8, 16, 32, 64):
         cells = []
-        for count in (episodes, 256):
+        for count in sizes:
             seconds = (
                 nodes * weights_bytes / bandwidth
                 + math.ceil(count / (nodes * cores)) * episode_s
                 + count * (episode_bytes / bandwidth + driver_s)
             )
-            cells += [f"{seconds:.2f}", f"{count / seconds:.1f}"]
+            cells.append(f"{count / seconds:.1f}")
         print(f"| {nodes} | " + " | ".join(cells) + " |")
 
 
