@@ -452,6 +452,10 @@ class TrainConfig:
         None, help="rollout worker processes; null uses the CPU count, 0 rolls out in the main process",
         unit="processes", low=0,
     )
+    torch_threads: int = param(
+        1, help="torch intra-op threads of the main process; 1 keeps model updates from fighting the "
+        "rollout workers for cores", unit="threads", low=1,
+    )
     expert_share_start: float = param(
         1.0, help="probability that the expert's action is executed at a step, at the first iteration",
         low=0.0, high=1.0,
