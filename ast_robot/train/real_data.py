@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ast_robot.config import Config, resolve_config_path
+from ast_robot.config import Config
 from ast_robot.episode import Episode
 from ast_robot.errors import LogReadError, TrainError
 
@@ -22,7 +22,7 @@ class RealData:
     Attributes:
         path: The directory given.
         episodes: Episodes read from the good bags.
-        problems: Problems reported by the log reader (bad bags, gaps, unreadable topics).
+        problems: `Problem` records from the log reader (bad bags, gaps, unreadable topics).
         load_summary: The log reader's counts of loaded, split and skipped episodes.
         feedback: The `RealFeedbackIndex` built from `episodes`.
         corrections: Episodes (or parts) with human-corrected action labels, used as training data.
@@ -37,8 +37,8 @@ class RealData:
 
     def report(self) -> dict:
         """Counts and problems as plain data for summary.json."""
-        bags_with_problems = sorted({str(getattr(p, "bag", "")) for p in self.problems if getattr(p, "bag", None)})
-        kinds = Counter(str(getattr(p, "kind", "unknown")) for p in self.problems)
+        bags_with_problems = sorted({p.bag for p in self.problems})
+        kinds = Counter(p.kind for p in self.problems)
         return {
             "path": str(self.path),
             "episodes": len(self.episodes),
@@ -49,14 +49,11 @@ class RealData:
             "problems": len(self.problems),
             "problem_kinds": dict(kinds),
             "bags_with_problems": bags_with_problems,
-            "load_summary": _plain(self.load_summary),
+            "load_summary": self.load_summary.as_dict() if self.load_summary is not None else None,
         }
 
     def write_report(self, path: Path) -> None:
-        details = [
-            {key: _plain(getattr(problem, key, None)) for key in ("bag", "topic", "time", "message", "kind")}
-            for problem in self.problems
-        ]
+        details = [problem.as_dict() for problem in self.problems]
         path.write_text(json.dumps({**self.report(), "problem_details": details}, indent=2) + "\n")
 
 
@@ -71,33 +68,36 @@ def load_real_data(real_log: str | Path, config: Config) -> RealData:
         TrainError: When no bag yields a usable episode.
     """
     from ast_robot.feedback import RealFeedbackIndex
-    from ast_robot.real_bridge.logs import load_episodes
-    from ast_robot.real_bridge.topic_map import RobotMap
+    from ast_robot.real_bridge.logs import load_episodes, resolve_robot_map
 
     path = Path(real_log)
     if not path.exists():
-        raise LogReadError(f"--real-log {path}: no such file or directory; give the directory holding the rosbag2 recordings")
+        raise LogReadError(
+            f"--real-log {path}: no such file or directory; give the directory holding the rosbag2 recordings"
+        )
     if path.is_dir() and not any(path.iterdir()):
         raise LogReadError(
             f"--real-log {path}: the directory is empty; record logs into it first (for example with "
             f"'ast-robot record-standin --out {path}') or train without --real-log"
         )
-    robot_map = RobotMap.load(resolve_config_path(config.logs.robot))
+    robot_map = resolve_robot_map(None, config.logs)
     result = load_episodes(path, robot_map, logs_cfg=config.logs)
 
     problems = list(result.problems)
-    if problems:
-        bags = sorted({str(getattr(p, "bag", "?")) for p in problems})
+    skipped = [bag for bag in result.bags if bag.data is None or not bag.episodes]
+    if skipped:
         logger.warning(
-            "%s: %d problems in %d bags; training on the %d episodes that loaded (details in the "
-            "run's real_logs.json)", path, len(problems), len(bags), len(result.episodes),
+            "%s: %d of %d bags gave no episode and are left out; training on the %d episodes of the "
+            "others (details in the run's real_logs.json)",
+            path, len(skipped), len(result.bags), len(result.episodes),
         )
-        for problem in problems[:10]:
-            logger.warning("  %s: %s", getattr(problem, "bag", "?"), getattr(problem, "message", problem))
+        for bag in skipped:
+            reasons = "; ".join(p.message for p in bag.problems) or "no episode found"
+            logger.warning("  %s: %s", bag.source.path, reasons)
     if not result.episodes:
-        first = f"; first problem: {getattr(problems[0], 'message', problems[0])}" if problems else ""
+        first = f"; first problem: {problems[0]}" if problems else ""
         raise TrainError(
-            f"--real-log {path}: no usable episode in any bag ({len(problems)} problems){first}. "
+            f"--real-log {path}: no usable episode in any bag ({result.summary}){first}. "
             "Check the bags with 'ast-robot logs inspect', or train without --real-log"
         )
 
@@ -115,19 +115,3 @@ def load_real_data(real_log: str | Path, config: Config) -> RealData:
         corrections=corrections,
     )
 
-
-def _plain(value):
-    """Convert dataclasses, paths and other objects into JSON-safe values."""
-    import dataclasses
-
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)

@@ -28,9 +28,9 @@ logger = logging.getLogger(__name__)
 class SupervisorSettings:
     """How the scripted supervisor behaves and how often the expert controller errs."""
 
-    mistake_prob: float = 0.03  # per-step probability that the expert starts an injected mistake
+    mistake_prob: float = 0.01  # per-step probability that the expert starts an injected mistake
     mistake_steps: int = 8  # duration of one injected mistake [control steps]
-    attentive_probability: float = 0.7  # share of episodes whose supervisor takes over at all
+    attentive_probability: float = 0.6  # share of episodes whose supervisor takes over at all
     deviation_threshold: float = 0.6  # distance between command and clean expert action (normalized units)
     reaction_steps: int = 3  # consecutive deviating steps before a takeover [control steps]
     hold_steps: int = 12  # control steps the supervisor keeps control once it takes over

@@ -20,7 +20,6 @@ import math
 import signal
 import threading
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +113,7 @@ class Trainer:
         self.device = device
         self.workers = workers if workers is not None else self.cfg.workers
 
+        torch.set_num_threads(self.cfg.torch_threads)
         torch.manual_seed(self.cfg.seed)
         self.policy = TransformerPolicy(config.policy).to(device)
         self.proxy = ProxyPolicy(config.policy).to(device)
@@ -169,7 +169,10 @@ class Trainer:
     ) -> Trainer:
         from ast_robot.policy.device import select_device
 
-        torch_device = select_device(device)
+        try:
+            torch_device = select_device(device)
+        except ValueError as error:
+            raise TrainError(f"--device {device}: {error}") from error
         if resume is not None:
             return cls._resume(Path(resume), real_log=real_log, device=torch_device, workers=workers)
 
@@ -187,7 +190,7 @@ class Trainer:
             real.write_report(run.path / "real_logs.json")
         logger.info("run directory: %s (device %s, gate %s)", run.path, torch_device, config.gate.mode)
         trainer = cls(config, run, real, torch_device, workers=workers)
-        trainer.real_log = str(real_log) if real_log is not None else None
+        trainer.real_log = str(Path(real_log).resolve()) if real_log is not None else None
         return trainer
 
     @classmethod
@@ -204,7 +207,7 @@ class Trainer:
         real_log = saved_log if real_log is None else real_log
         real = load_real_data(real_log, config) if real_log is not None else None
         trainer = cls(config, run, real, device, workers=workers)
-        trainer.real_log = str(real_log) if real_log is not None else None
+        trainer.real_log = str(Path(real_log).resolve()) if real_log is not None else None
         trainer.load_state(state)
         run.reopen(trainer.iteration)
         logger.info("resuming %s after iteration %d", run.path, trainer.iteration)
@@ -399,7 +402,8 @@ class Trainer:
 
         if steps == 0:
             return None
-        use_bf16 = autocast and self.device.type == "cuda"
+        from ast_robot.policy import autocast as autocast_context
+
         model.train()
         losses = []
         for _ in range(steps):
@@ -410,8 +414,7 @@ class Trainer:
             }
             pad_mask = torch.from_numpy(batch["pad_mask"]).to(self.device)
             target = torch.from_numpy(batch["labels"]).to(self.device)
-            context = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
-            with context:
+            with autocast_context(self.device, enabled=autocast):
                 loss, _parts = model.loss(obs, pad_mask, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -169,19 +169,16 @@ class DaggerActor:
     def _policy_step(self, expert_action: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
         import torch
 
-        length = len(self._obs_history["goal"])
-        pad = self.history - length
-        obs_tensors = {}
-        for name, width in OBS_GROUPS.items():
-            steps = np.zeros((self.history, width), np.float32)
-            steps[pad:] = np.stack(self._obs_history[name])
-            obs_tensors[name] = torch.from_numpy(steps).unsqueeze(0)  # (1, H, d)
-        pad_mask = torch.zeros(1, self.history, dtype=torch.bool)
-        pad_mask[0, :pad] = True  # left padding until H steps have been seen
-        label = torch.from_numpy(expert_action).unsqueeze(0)  # (1, 4)
+        from ast_robot.policy.common import history_to_batch
 
-        with torch.no_grad():
-            output = self.policy(obs_tensors, pad_mask)
+        obs, pad_mask = history_to_batch(
+            {name: np.stack(steps) for name, steps in self._obs_history.items()},
+            self.history,
+            torch.device("cpu"),
+        )  # obs (1, H, d) per group, left-padded; pad_mask (1, H)
+        label = torch.from_numpy(expert_action).unsqueeze(0)  # (1, 4)
+        with torch.inference_mode():
+            output = self.policy(obs, pad_mask)
             stats = self.policy.step_stats(output, label)
         action = output.mean[0].clamp(-1.0, 1.0).numpy().astype(np.float32)
         return action, {key: float(stats[key][0]) for key in STEP_STAT_KEYS}
