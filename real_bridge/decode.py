@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import struct
 from itertools import chain
 from operator import attrgetter
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import numpy as np
 import yaml
 from rosbags.interfaces import MessageDefinitionFormat, Nodetype
 from rosbags.rosbag2 import Reader
+from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
 from ast_robot.errors import LogReadError
@@ -200,14 +202,20 @@ def _read_open_bag(source: BagSource, reader: Reader, robot_map: RobotMap, versi
         rows: list = []
         logs: list[int] = []
         columns[connections[0].topic] = (role, rows, logs, msgtype, has_header)
-        handlers[connections[0].topic] = (rows.append, logs.append, store.deserialize_cdr, msgtype, attrgetter(*paths))
+        handlers[connections[0].topic] = (rows.append, logs.append, store.deserialize_cdr, msgtype, attrgetter(*paths), store)
 
     # Decoding allocates a tuple per message and frees none until the tables are built, so
     # cyclic garbage collection would rescan the growing lists without finding anything to free.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        _decode_messages(source, reader, mapped, handlers)
+        padded = _decode_messages(source, reader, mapped, handlers)
+        for topic, count in padded.items():
+            data.problems.append(Problem(
+                str(source.path), "cdr_padding",
+                f"{count} message(s) end with more padding bytes than rosbags accepts (Fast-CDR 2 pads "
+                "some types so); decoded without the trailing bytes", topic=topic,
+            ))
         data.file_out_of_order = _mcap_chunks_overlap(reader)
         _build_streams(source, data, mapped, columns, robot_map)
     finally:
@@ -216,14 +224,24 @@ def _read_open_bag(source: BagSource, reader: Reader, robot_map: RobotMap, versi
     return data
 
 
-def _decode_messages(source: BagSource, reader: Reader, mapped: dict[str, list], handlers: dict) -> None:
-    """Run the hot loop: one deserialization and one C-level attribute fetch per message."""
+def _decode_messages(source: BagSource, reader: Reader, mapped: dict[str, list], handlers: dict) -> dict[str, int]:
+    """Run the hot loop: one deserialization and one C-level attribute fetch per message.
+
+    Returns:
+        Topic -> count of messages that needed `_deserialize_padded`.
+    """
     all_connections = [c for conns in mapped.values() for c in conns]
     connection = None
+    padded: dict[str, int] = {}
     try:
         for connection, log_ns, raw in reader.messages(connections=all_connections):
-            append_row, append_log, deserialize, msgtype, fetch = handlers[connection.topic]
-            append_row(fetch(deserialize(raw, msgtype)))
+            append_row, append_log, deserialize, msgtype, fetch, store = handlers[connection.topic]
+            try:
+                message = deserialize(raw, msgtype)
+            except SerdeError:
+                message = _deserialize_padded(store, raw, msgtype)
+                padded[connection.topic] = padded.get(connection.topic, 0) + 1
+            append_row(fetch(message))
             append_log(log_ns)
     except Exception as error:  # rosbags raises struct, index and serde errors on bad data
         where = f"a message on topic {connection.topic} of type {connection.msgtype}" if connection else "the messages"
@@ -231,6 +249,26 @@ def _decode_messages(source: BagSource, reader: Reader, mapped: dict[str, list],
             f"bag {source.path}: cannot deserialize {where} ({type(error).__name__}: {error}); the stored "
             "data does not match its definition"
         ) from error
+    return padded
+
+
+def _deserialize_padded(typestore, raw: bytes | memoryview, msgtype: str):
+    """Deserialize CDR data that ends with extra padding bytes.
+
+    rosbags 0.11 rejects data with more than 3 bytes after the last field. rclpy's
+    ``serialize_message`` with rmw_fastrtps (Fast-CDR 2.3) pads some messages by 4 more bytes,
+    for example a JointState with an empty effort sequence, and recorders store the bytes the
+    middleware produced. The fields are read the same way; only the length check is left out.
+    """
+    if len(raw) < 4 or bytes(raw[:2]) not in (b"\x00\x00", b"\x00\x01"):
+        raise SerdeError(f"invalid or unsupported CDR encapsulation in a {msgtype} message")
+    msgdef = typestore.get_msgdef(msgtype)
+    function = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
+    try:
+        message, _ = function(memoryview(raw)[4:], 0, msgdef.cls, typestore)
+    except (struct.error, UnicodeDecodeError, ValueError, IndexError) as error:
+        raise SerdeError(f"cannot deserialize {msgtype}: {error}") from error
+    return message
 
 
 def _build_streams(source: BagSource, data: BagData, mapped: dict[str, list], columns: dict, robot_map: RobotMap) -> None:

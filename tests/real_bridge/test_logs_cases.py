@@ -614,3 +614,59 @@ def test_min_episode_steps_skips_short(tmp_path):
     (problem,) = kinds(result, "short_episode")
     assert "1 steps, fewer than logs.min_episode_steps=3" in problem.message
     assert_accounted(result.summary)
+
+
+class PaddedRecording(Recording):
+    """Writes joint states with 4 extra trailing bytes, as Fast-CDR 2 serializes them."""
+
+    def write(self, path, *, storage="mcap", version=9, typestore=TYPESTORE):
+        with Writer(path, version=version, storage_plugin=StoragePlugin.MCAP) as writer:
+            connections = {}
+            for topic, message, log_ns in self.messages:
+                if topic not in connections:
+                    connections[topic] = writer.add_connection(topic, message.__msgtype__, typestore=typestore)
+                raw = bytes(typestore.serialize_cdr(message, connections[topic].msgtype))
+                if topic == "/joint_states":
+                    raw += b"\x70\x00\x00\x00"
+                writer.write(connections[topic], log_ns, raw)
+        return path
+
+
+def test_fastcdr_padding_decodes(tmp_path):
+    recording = PaddedRecording(messages=steady_recording(6).messages)
+    recording.write(tmp_path / "padded")
+
+    result = load_episodes(tmp_path, standin_map())
+
+    (episode,) = result.episodes
+    np.testing.assert_allclose(episode.obs["proprio"][:, 6], 0.04)
+    (problem,) = kinds(result, "cdr_padding")
+    assert problem.topic == "/joint_states"
+    assert problem.message.startswith("6 message(s)")
+
+
+def test_rclpy_serialized_joint_states(tmp_path):
+    """Bytes from rclpy's own serializer, which is what a ROS2 recorder stores."""
+    serialization = pytest.importorskip("rclpy.serialization", reason="needs the ros extra (rclpy)")
+    from sensor_msgs.msg import JointState
+
+    recording = steady_recording(5)
+    bag = tmp_path / "rclpy_bytes"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        connections = {}
+        for topic, message, log_ns in recording.messages:
+            if topic not in connections:
+                connections[topic] = writer.add_connection(topic, message.__msgtype__, typestore=TYPESTORE)
+            raw = bytes(TYPESTORE.serialize_cdr(message, connections[topic].msgtype))
+            if topic == "/joint_states":
+                ros_message = JointState(name=["finger_left", "finger_right"], position=[0.03, 0.01], velocity=[0.1, -0.3])
+                ros_message.header.stamp.sec, ros_message.header.stamp.nanosec = log_ns // SECOND, log_ns % SECOND
+                raw = serialization.serialize_message(ros_message)
+            writer.write(connections[topic], log_ns, raw)
+
+    result = load_episodes(bag, standin_map())
+
+    (episode,) = result.episodes
+    np.testing.assert_allclose(episode.obs["proprio"][:, 6], 0.04)
+    np.testing.assert_allclose(episode.obs["proprio"][:, 7], -0.2)
+    assert not episode.missing["gripper"].any()
