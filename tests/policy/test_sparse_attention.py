@@ -78,6 +78,27 @@ def test_gather_matches_dense(shape):
         assert torch.allclose(actual, expected, atol=1e-5, rtol=0), f"{name} differs"
 
 
+def test_gather_matches_dense_random_shapes():
+    """A seeded sweep over random lengths, block sizes, windows, top-k and padding."""
+    rng = torch.Generator().manual_seed(123)
+    for trial in range(25):
+        block_size = int(torch.randint(1, 17, (1,), generator=rng))
+        num_global = int(torch.randint(0, 4, (1,), generator=rng))
+        seq_len = num_global + int(torch.randint(1, 120, (1,), generator=rng))
+        window = int(torch.randint(0, 40, (1,), generator=rng))
+        top_k = int(torch.randint(0, 8, (1,), generator=rng))
+        batch = int(torch.randint(1, 4, (1,), generator=rng))
+        pad_last = int(torch.randint(0, seq_len + 1, (1,), generator=rng))
+        shape = (batch, seq_len, num_global, block_size, window, top_k, pad_last)
+
+        _, _, pad, selection = _random_case(*shape, seed=trial)
+        q, k, v = _qkv(batch, seq_len, seed=trial)
+        dense = _forward_backward("dense", q, k, v, selection, ~pad)
+        gather = _forward_backward("gather", q, k, v, selection, ~pad)
+        for name, expected, actual in zip(["out", "dq", "dk", "dv"], dense, gather):
+            assert torch.allclose(actual, expected, atol=1e-5, rtol=0), f"{shape}: {name} differs"
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_layer_backends_match_dense(shape):
     """The whole layer (projections included), input and parameter gradients."""
