@@ -382,6 +382,8 @@ def _build_field(typestore, nodetype, info, item: Any, where: str):
         length = info[1] if nodetype == Nodetype.ARRAY else None
         items = [] if item is None else item
         if sub_type == Nodetype.BASE and sub_info[0] in NUMPY_DTYPES:
+            if isinstance(items, (bytes, bytearray)):
+                items = np.frombuffer(items, dtype=np.uint8)  # rclpy gives uint8[] fields as bytes
             array = np.asarray(items, dtype=NUMPY_DTYPES[sub_info[0]])
             if length is not None and array.shape != (length,):
                 array = np.resize(array, length) if array.size else np.zeros(length, NUMPY_DTYPES[sub_info[0]])

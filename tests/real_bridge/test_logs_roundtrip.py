@@ -198,3 +198,25 @@ def test_directory_without_bags_raises(tmp_path):
     (tmp_path / "notes.txt").write_text("no bags here")
     with pytest.raises(LogReadError, match="no rosbag2 recordings found"):
         load_episodes(tmp_path, standin_map())
+
+
+def test_build_message_from_objects_and_bytes():
+    from types import SimpleNamespace
+
+    from ast_robot.real_bridge.decode import default_typestore
+    from ast_robot.real_bridge.writer import build_message
+
+    store = default_typestore(standin_map())
+    joint = SimpleNamespace(name=["finger_left"], position=[0.02], velocity=(), header=SimpleNamespace(frame_id="base"))
+    image = {"height": 1, "width": 3, "encoding": "mono8", "step": 3, "data": b"\x01\x02\x03"}
+
+    joint_message = build_message(store, "sensor_msgs/msg/JointState", joint)
+    image_message = build_message(store, "sensor_msgs/msg/Image", image)
+
+    assert joint_message.header.frame_id == "base"
+    assert joint_message.header.stamp.sec == 0
+    np.testing.assert_array_equal(joint_message.position, [0.02])
+    assert joint_message.velocity.shape == (0,)
+    np.testing.assert_array_equal(image_message.data, [1, 2, 3])
+    raw = store.serialize_cdr(image_message, "sensor_msgs/msg/Image")
+    assert store.deserialize_cdr(raw, "sensor_msgs/msg/Image").encoding == "mono8"
