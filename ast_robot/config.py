@@ -436,6 +436,52 @@ class PolicyConfig:
     """The sparse-attention transformer policy and the proxy model."""
 
     history: int = param(8, help="control steps of observation history", unit="steps", low=1)
+    d_model: int = param(64, help="transformer token width", low=8)
+    layers: int = param(2, help="transformer blocks", low=1)
+    heads: int = param(4, help="attention heads; d_model must divide by it", low=1)
+    mlp_ratio: float = param(2.0, help="MLP hidden width as a multiple of d_model", low=0.25)
+    global_tokens: int = param(
+        2, help="learned global tokens that attend to all tokens; the action head reads the first", low=1
+    )
+    attention_backend: Literal["auto", "dense", "gather", "flex"] = param(
+        "auto", help="sparse attention backend; auto picks by device and sequence length"
+    )
+    block_size: int = param(
+        4, help="tokens per attention block, the unit of key selection; 4 is one control step", unit="tokens", low=1
+    )
+    window: int = param(
+        4, help="local attention half-width, rounded up to whole blocks", unit="tokens", low=0
+    )
+    top_k: int = param(
+        2, help="key blocks the learned indexer selects per query block, besides the local ones", unit="blocks", low=0
+    )
+    indexer_heads: int = param(2, help="heads of the block indexer", low=1)
+    indexer_dim: int = param(8, help="width of each indexer head", low=1)
+    indexer_queries: int = param(
+        16, help="queries sampled per batch for the indexer's auxiliary loss", unit="queries", low=0
+    )
+    indexer_loss_weight: float = param(0.1, help="weight of the indexer's auxiliary KL loss", low=0.0)
+    nll_weight: float = param(
+        0.1, help="weight of the Gaussian negative log-likelihood next to the mean-squared error", low=0.0
+    )
+    log_std_min: float = param(-5.0, help="lower clamp of the action log standard deviation")
+    log_std_max: float = param(1.0, help="upper clamp of the action log standard deviation")
+    obs_clip: float = param(
+        5.0, help="clip of normalized observations", unit="standard deviations", low=0.0, low_inclusive=False
+    )
+    proxy_hidden: int = param(32, help="hidden width of the proxy MLP", low=1)
+
+    def check(self, path: str) -> None:
+        if self.d_model % self.heads:
+            raise ConfigError(
+                f"{path}.d_model: {self.d_model} is not divisible by {path}.heads={self.heads}; "
+                f"choose d_model as a multiple of heads"
+            )
+        if self.log_std_min >= self.log_std_max:
+            raise ConfigError(
+                f"{path}.log_std_min: {self.log_std_min} is not below {path}.log_std_max="
+                f"{self.log_std_max}; the clamp range would be empty"
+            )
 
 
 @dataclass
@@ -640,52 +686,6 @@ class VisionConfig:
 
 @dataclass
 class SafetyConfig:
-    d_model: int = param(64, help="transformer token width", low=8)
-    layers: int = param(2, help="transformer blocks", low=1)
-    heads: int = param(4, help="attention heads; d_model must divide by it", low=1)
-    mlp_ratio: float = param(2.0, help="MLP hidden width as a multiple of d_model", low=0.25)
-    global_tokens: int = param(
-        2, help="learned global tokens that attend to all tokens; the action head reads the first", low=1
-    )
-    attention_backend: Literal["auto", "dense", "gather", "flex"] = param(
-        "auto", help="sparse attention backend; auto picks by device and sequence length"
-    )
-    block_size: int = param(
-        4, help="tokens per attention block, the unit of key selection; 4 is one control step", unit="tokens", low=1
-    )
-    window: int = param(
-        4, help="local attention half-width, rounded up to whole blocks", unit="tokens", low=0
-    )
-    top_k: int = param(
-        2, help="key blocks the learned indexer selects per query block, besides the local ones", unit="blocks", low=0
-    )
-    indexer_heads: int = param(2, help="heads of the block indexer", low=1)
-    indexer_dim: int = param(8, help="width of each indexer head", low=1)
-    indexer_queries: int = param(
-        16, help="queries sampled per batch for the indexer's auxiliary loss", unit="queries", low=0
-    )
-    indexer_loss_weight: float = param(0.1, help="weight of the indexer's auxiliary KL loss", low=0.0)
-    nll_weight: float = param(
-        0.1, help="weight of the Gaussian negative log-likelihood next to the mean-squared error", low=0.0
-    )
-    log_std_min: float = param(-5.0, help="lower clamp of the action log standard deviation")
-    log_std_max: float = param(1.0, help="upper clamp of the action log standard deviation")
-    obs_clip: float = param(
-        5.0, help="clip of normalized observations", unit="standard deviations", low=0.0, low_inclusive=False
-    )
-    proxy_hidden: int = param(32, help="hidden width of the proxy MLP", low=1)
-
-    def check(self, path: str) -> None:
-        if self.d_model % self.heads:
-            raise ConfigError(
-                f"{path}.d_model: {self.d_model} is not divisible by {path}.heads={self.heads}; "
-                f"choose d_model as a multiple of heads"
-            )
-        if self.log_std_min >= self.log_std_max:
-            raise ConfigError(
-                f"{path}.log_std_min: {self.log_std_min} is not below {path}.log_std_max="
-                f"{self.log_std_max}; the clamp range would be empty"
-            )
     """Limits the ROS2 bridge enforces on every command it sends to a robot."""
 
     watchdog_timeout_s: float = param(
