@@ -25,9 +25,10 @@ Episodes in one bag must not overlap in time. An episode that starts at or befor
 previous one is shifted to start one control period after it. The shift goes into the start
 event as ``time_offset_ns``, so reading restores the original timestamps.
 
-NOTE: `Episode.rewards`, `step_stats` and action labels that differ from the executed actions are
-not recorded; a robot logs what it executed, and labels read back as the commands of the
-intervention steps.
+NOTE: `Episode.rewards`, `step_stats`, `info` and action labels that differ from the executed
+actions are not recorded, because a robot logs what it executed. Labels read back as the commands
+of the intervention steps, `source` reads back as ``"real"`` (the recorded one goes to
+``info["recorded_source"]``) and `info` describes the bag.
 
 The streaming API (`open_stream`, `write_message`, `write_event`) is for the ROS2 node, which
 records messages as they arrive. Timestamps are in nanoseconds.
