@@ -127,8 +127,10 @@ def test_local_ray_matches_local_pool_and_trains(config, policy_state, tmp_path)
         assert pool.last_stats.weights_put
         assert pool.last_stats.weights_bytes == len(policy_state)
         assert pool.last_stats.episode_bytes > 0
+        actors_before = pool.actor_info()
         second = by_index(pool.collect(tasks, policy_state))
         assert not pool.last_stats.weights_put  # unchanged weights stay in the object store
+        assert pool.actor_info() == actors_before  # the same actors, with their envs, serve again
 
         bad = RolloutTask(index=7, seed=1, context=np.zeros(5, np.float32))
         with pytest.raises(RolloutError, match=r"failed on task 7 \(seed 1\)"):
