@@ -382,7 +382,11 @@ def flex_attention(
         either_global = (q_idx < num_global) | (kv_idx < num_global)
         return key_valid[b, kv_idx] & (either_global | allowed[b, q_block, kv_block])
 
-    block_mask = create_block_mask(mask_mod, batch, None, seq_len, seq_len, device=q.device)
+    # NOTE: the compiled path (CUDA) has not been run here, because no GPU was available; only
+    # the eager reference was tested, on CPU and forward only.
+    block_mask = create_block_mask(
+        mask_mod, batch, None, seq_len, seq_len, device=q.device, _compile=compiled
+    )
     if compiled:
         if _compiled_flex is None:
             _compiled_flex = torch.compile(flex, dynamic=False)
@@ -394,8 +398,20 @@ def flex_attention(
 
     # Rows with no valid key: FlexAttention returns zeros there, but zero explicitly so every
     # backend agrees whatever the kernel does.
-    has_key = (selection.dense_mask() & key_valid[:, None, :]).any(-1)  # (B, L)
+    has_key = _rows_with_keys(selection, key_valid)  # (B, L)
     return out * has_key[..., None, None].to(out.dtype)
+
+
+def _rows_with_keys(selection: BlockSelection, key_valid: Tensor) -> Tensor:
+    """Return which queries attend at least one valid key, bool (B, L), without an (L, L) mask."""
+    num_global, block_size = selection.num_global, selection.block_size
+    global_valid = key_valid[:, :num_global].any(-1)  # (B,)
+    block_has_key = _block_any(key_valid[:, num_global:], block_size)  # (B, nb)
+    reachable = (selection.block_allowed() & block_has_key[:, None, :]).any(-1)  # (B, nb)
+    regular = (reachable | global_valid[:, None]).repeat_interleave(block_size, dim=1)
+    regular = regular[:, : selection.seq_len - num_global]  # (B, N)
+    globals_ = key_valid.any(-1, keepdim=True).expand(-1, num_global)  # (B, G)
+    return torch.cat([globals_, regular], dim=1)
 
 
 def resolve_backend(backend: Backend, device: torch.device, seq_len: int, block_size: int) -> str:

@@ -143,6 +143,16 @@ def test_flex_matches_dense_on_cuda(shape):
         assert torch.allclose(actual, expected, atol=1e-4, rtol=0), f"{name} differs"
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_rows_with_keys_matches_mask(shape):
+    from ast_robot.policy.attention import _rows_with_keys
+
+    _, _, pad, selection = _random_case(*shape)
+    pad[-1] = True  # a fully padded sequence too
+    expected = (selection.dense_mask() & ~pad[:, None, :]).any(-1)
+    assert torch.equal(_rows_with_keys(selection, ~pad), expected)
+
+
 def test_flex_on_cpu_raises():
     _, _, pad, selection = _random_case(2, 40, 2, 4, 4, 2, 0)
     q, k, v = _qkv(2, 40)
