@@ -56,7 +56,7 @@ CPU_GATHER_MIN_LEN = 768
 """Sequence length (tokens) from which ``auto`` uses ``gather`` on CPU.
 
 Measured with `scripts/bench_attention.py --clock cpu` (one thread, torch 2.13, x86_64, batch 4,
-4 heads, head dim 32, 64-token blocks, 3 local + 2 selected blocks, forward + backward): gather
+4 heads, head dim 32, 64-token blocks, 3 local + 2 selected blocks, forward + backward). Gather
 took 1.1x the time of masked dense attention at 512 tokens, 0.68x at 768 and 0.53x at 1024."""
 
 CPU_GATHER_MIN_BLOCK = 32
@@ -382,8 +382,8 @@ def flex_attention(
         either_global = (q_idx < num_global) | (kv_idx < num_global)
         return key_valid[b, kv_idx] & (either_global | allowed[b, q_block, kv_block])
 
-    # NOTE: the compiled path (CUDA) has not been run here, because no GPU was available; only
-    # the eager reference was tested, on CPU and forward only.
+    # NOTE: the compiled path (CUDA) has never run, because no GPU was available. Only the eager
+    # reference was tested, on CPU and forward only.
     block_mask = create_block_mask(
         mask_mod, batch, None, seq_len, seq_len, device=q.device, _compile=compiled
     )

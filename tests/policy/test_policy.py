@@ -213,8 +213,10 @@ def test_normalizer_rejects_wrong_width():
 def test_act_batch_one(cls):
     policy = _policy(cls).eval()
     action, std = policy.act(_history(8))
-    assert action.shape == (ACTION_DIM,) and action.dtype == np.float32
-    assert std.shape == (ACTION_DIM,) and std.dtype == np.float32
+    assert action.shape == (ACTION_DIM,)
+    assert action.dtype == np.float32
+    assert std.shape == (ACTION_DIM,)
+    assert std.dtype == np.float32
     assert (np.abs(action) <= 1.0).all()
     assert (std > 0).all()
     _, _, stats = policy.act(_history(8), return_stats=True)
@@ -363,7 +365,7 @@ def test_default_policy_does_not_warn():
 
 
 def test_default_policy_selects_sparsely():
-    """With H = 8 steps each query step sees 3 local steps + 2 selected of 8, plus globals."""
+    """With H = 8 steps each query step attends 3 local steps + 2 selected of 8, plus globals."""
     policy = _policy(TransformerPolicy).eval()
     with torch.no_grad():
         policy(_batch(1))

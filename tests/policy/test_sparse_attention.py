@@ -360,8 +360,8 @@ def test_indexer_learns_attention_pattern():
 
     changed = [not torch.equal(a, b.detach()) for a, b in zip(before_weights, layer.indexer.parameters())]
     assert all(changed), "every indexer parameter receives gradient"
-    # About 0.17 at the start (near chance) and 0.63 after training with these seeds; blocks of
-    # the same topic tie up to noise, so a perfect overlap is out of reach.
+    # With these seeds the overlap is about 0.17 at the start (near chance) and 0.63 after
+    # training. Blocks of the same topic tie up to noise, so a perfect overlap is out of reach.
     assert overlap_after > overlap_before + 0.3, (overlap_before, overlap_after)
     assert overlap_after > 0.5, overlap_after
 
