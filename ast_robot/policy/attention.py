@@ -445,6 +445,11 @@ def attend(
                 f"attention backend 'flex' needs a CUDA device, got {q.device}; "
                 "use 'auto', 'dense' or 'gather' on this device"
             )
+        if not flex_available():
+            raise ValueError(
+                f"attention backend 'flex' needs FlexAttention (torch >= 2.5), but torch is "
+                f"{torch.__version__}; use 'auto', 'dense' or 'gather'"
+            )
         return flex_attention(q, k, v, selection, key_valid)
     raise ValueError(f"unknown attention backend {backend!r}; expected one of {BACKENDS}")
 
