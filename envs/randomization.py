@@ -29,13 +29,7 @@ import mujoco
 import numpy as np
 import yaml
 
-from ast_robot.config import (
-    MAX_FRICTION,
-    MIN_FRICTION,
-    RandomizationConfig,
-    config_from_dict,
-    resolve_config_path,
-)
+from ast_robot.config import RandomizationConfig, config_from_dict, resolve_config_path
 from ast_robot.errors import ConfigError, EnvError
 
 from .scene import Scene

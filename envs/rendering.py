@@ -82,6 +82,7 @@ def make_renderer(model: mujoco.MjModel, *, height: int, width: int) -> mujoco.R
 
     # NOTE: with MUJOCO_GL set, the context is created in this process; a driver that hangs
     # there is not caught by a timeout.
+    logger.debug("creating a %dx%d off-screen renderer with MUJOCO_GL=%s", width, height, selected or "glfw")
     try:
         return mujoco.Renderer(model, height=height, width=width)
     except Exception as error:  # MuJoCo raises FatalError, RuntimeError or ImportError here

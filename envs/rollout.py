@@ -192,6 +192,7 @@ class RolloutPool:
         self._executor: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> RolloutPool:
+        logger.info("starting %d rollout worker(s) for task %s", self.workers, self.spec.task)
         if self.workers == 1:
             _worker_init(self.spec)
         else:
