@@ -37,6 +37,7 @@ trains the indexer only. Read it after a training forward pass with `collect_ind
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
@@ -175,11 +176,7 @@ def select_blocks(
     num_regular = seq_len - num_global
     num_blocks = math.ceil(num_regular / block_size)
 
-    block_ids = torch.arange(num_blocks, device=device)
-    offsets = torch.arange(-local_radius, local_radius + 1, device=device)
-    local = block_ids[:, None] + offsets[None, :]  # (nb, num_local)
-    local_valid = (local >= 0) & (local < num_blocks)
-    local = local.clamp(0, max(num_blocks - 1, 0))
+    local, local_valid, not_local = _local_window(num_blocks, local_radius, device)
     local = local.expand(batch, -1, -1)
     local_valid = local_valid.expand(batch, -1, -1)
 
@@ -193,8 +190,7 @@ def select_blocks(
 
     # A key block is a candidate when it is outside the local window and holds a valid token.
     block_has_key = _block_any(key_valid[:, num_global:], block_size)  # (B, nb)
-    is_local = (block_ids[None, :] - block_ids[:, None]).abs() <= local_radius  # (nb, nb)
-    candidate = block_has_key[:, None, :] & ~is_local[None]  # (B, nb, nb)
+    candidate = block_has_key[:, None, :] & not_local  # (B, nb, nb)
     scores = block_scores.detach().masked_fill(~candidate, float("-inf"))
     top_scores, chosen = scores.topk(num_selected, dim=-1)  # (B, nb, k)
     chosen_valid = torch.isfinite(top_scores)
@@ -208,6 +204,24 @@ def select_blocks(
         seq_len,
         selects_all_candidates=num_selected == candidates,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _local_window(num_blocks: int, local_radius: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Return the local window of every query block, cached because it depends on sizes only.
+
+    Returns:
+        Local key block per slot, long (nb, 2r+1), clamped into range; whether each slot is in
+        range, bool (nb, 2r+1); and whether each key block is outside the window, bool (nb, nb).
+        Callers must not modify them in place.
+    """
+    block_ids = torch.arange(num_blocks, device=device)
+    offsets = torch.arange(-local_radius, local_radius + 1, device=device)
+    local = block_ids[:, None] + offsets[None, :]  # (nb, 2r+1)
+    local_valid = (local >= 0) & (local < num_blocks)
+    local = local.clamp(0, max(num_blocks - 1, 0))
+    not_local = (block_ids[None, :] - block_ids[:, None]).abs() > local_radius  # (nb, nb)
+    return local, local_valid, not_local
 
 
 def _block_any(token_flags: Tensor, block_size: int) -> Tensor:
