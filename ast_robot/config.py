@@ -783,17 +783,15 @@ class RLConfig:
         400, help="environment steps per environment per iteration (the PPO rollout length)",
         unit="control steps", low=2,
     )
-    learning_rate: float = param(3e-4, help="Adam learning rate of every network", low=0.0, low_inclusive=False)
-    gamma: float = param(0.98, help="discount factor per control step", low=0.0, high=1.0, high_inclusive=False)
+    learning_rate: float = param(1e-3, help="Adam learning rate of every network", low=0.0, low_inclusive=False)
+    gamma: float = param(0.95, help="discount factor per control step", low=0.0, high=1.0, high_inclusive=False)
     value_hidden: list[int] = param(
         [64, 64], help="hidden layer widths of the value (PPO) or Q (SAC) head on the transformer features",
         low=1,
     )
     gae_lambda: float = param(0.95, help="PPO: GAE lambda", low=0.0, high=1.0)
-    ppo_epochs: int = param(5, help="PPO: passes over the admitted transitions per iteration", low=1)
-    ppo_minibatch: int = param(
-        200, help="PPO: transitions per gradient step", unit="transitions", low=2
-    )
+    ppo_epochs: int = param(10, help="PPO: passes over the admitted transitions per iteration", low=1)
+    ppo_minibatch: int = param(200, help="PPO: transitions per gradient step", unit="transitions", low=2)
     ppo_clip_range: float = param(0.2, help="PPO: probability-ratio clip", low=0.0, low_inclusive=False)
     ppo_ent_coef: float = param(0.0, help="PPO: entropy bonus weight", low=0.0)
     ppo_vf_coef: float = param(0.5, help="PPO: value loss weight", low=0.0)

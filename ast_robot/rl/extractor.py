@@ -3,9 +3,9 @@
 SB3 builds its actor and critic heads on top of a features extractor. Here that extractor is a
 `TransformerPolicy` body: the observation history (H steps per group plus the padding mask)
 goes in, the first global token's final features (B, d_model) come out. The actor head is a
-single linear layer on those features (``net_arch pi = []``), so after training the actor maps
-onto the transformer's own Gaussian head and the trained network becomes a plain
-`TransformerPolicy` that `ast-robot eval`, replay and the ROS2 node run without SB3:
+single linear layer on those features (``net_arch pi = []``). After training it maps onto the
+transformer's own Gaussian head, so the trained network becomes a plain `TransformerPolicy`
+that `ast-robot eval`, replay and the ROS2 node run without SB3:
 
 - PPO: action mean = ``action_net(features)``, a state-independent ``log_std``; exact.
 - SAC: the actor's Gaussian mean before the tanh squashing becomes the mean; the exported
@@ -32,7 +32,7 @@ from ast_robot.rl.wrappers import PAD_KEY
 
 
 class PassThroughNormalizer(nn.Module):
-    """Stands in for `ObservationNormalizer` when observations arrive normalized."""
+    """Identity in place of `ObservationNormalizer`, for observations that arrive normalized."""
 
     def forward(self, obs: dict[str, Tensor], dtype: torch.dtype | None = None) -> dict[str, Tensor]:
         return {name: obs[name] if dtype is None else obs[name].to(dtype) for name in OBS_GROUPS}

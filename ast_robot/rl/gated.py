@@ -15,7 +15,7 @@ imitation, from RL signals:
 Only admitted episodes train the networks:
 
 - PPO: transitions of gated-out episodes are masked out of every minibatch, so the update takes
-  ``ppo_epochs * ceil(admitted / minibatch)`` gradient steps; a rollout with nothing admitted
+  ``ppo_epochs * ceil(admitted / minibatch)`` gradient steps. A rollout with nothing admitted
   takes none. An episode that spans two rollouts is judged in each, on its part in that rollout.
 - SAC: transitions wait per environment until their episode ends; admitted episodes go to the
   replay buffer, gated-out ones are dropped. Gradient steps are ``sac_updates_per_step`` per
@@ -159,8 +159,8 @@ class GatedRolloutBuffer(DictRolloutBuffer):
     def get(self, batch_size: int | None = None) -> Generator[DictRolloutBufferSamples, None, None]:
         assert self.full, "the rollout buffer is read only when full"
         # Same flattening as the parent: (n_steps, n_envs) -> env-major (n_envs * n_steps).
-        kept = np.flatnonzero(self.keep.swapaxes(0, 1).reshape(-1))
-        indices = np.random.permutation(kept)
+        admitted = np.flatnonzero(self.keep.swapaxes(0, 1).reshape(-1))
+        indices = np.random.permutation(admitted)
         if not self.generator_ready:
             for key, obs in self.observations.items():
                 self.observations[key] = self.swap_and_flatten(obs)
@@ -173,7 +173,7 @@ class GatedRolloutBuffer(DictRolloutBuffer):
 
 
 class GatedPPO(PPO):
-    """PPO whose update sees only the transitions of episodes the gate admits."""
+    """PPO whose update uses only the transitions of episodes the gate admits."""
 
     def __init__(self, *args, scorer: EpisodeScorer, **kwargs):
         self.scorer = scorer
@@ -226,10 +226,10 @@ class GatedPPO(PPO):
             buffer.keep[first:end, env_index] = is_open
 
     def train(self) -> None:
-        kept = int(self.rollout_buffer.keep.sum())
-        batches = -(-kept // self.batch_size)  # ceil
+        admitted = int(self.rollout_buffer.keep.sum())
+        batches = -(-admitted // self.batch_size)  # ceil
         self.last_gradient_steps = self.n_epochs * batches
-        if kept == 0:
+        if admitted == 0:
             logger.debug("no transition admitted this rollout; skipping the PPO update")
             return
         super().train()
@@ -242,7 +242,7 @@ class GatedPPO(PPO):
 
 
 class GatedReplayBuffer(DictReplayBuffer):
-    """A replay buffer that holds transitions back until their episode ends and the gate decides.
+    """A replay buffer that delays transitions until their episode ends and the gate decides.
 
     It stores single transitions (an inner layout with one environment column); SB3 adds all
     environments' transitions of a step at once, and `add` splits them per environment.
@@ -286,7 +286,7 @@ class GatedReplayBuffer(DictReplayBuffer):
             )
 
     def contents(self) -> dict:
-        """The stored transitions as arrays, for a checkpoint."""
+        """Return the stored transitions as arrays, for a checkpoint."""
         size = self.size()
         out = {
             "pos": self.pos,

@@ -8,7 +8,7 @@ iterations, evaluated alone on the fixed seeds of `ast_robot.train.evaluate`, th
 evaluation `ast-robot eval` runs on the checkpoint.
 
 The run directory has the layout of a DAgger run (config.yaml, metrics.jsonl/csv, summary.json,
-plots, checkpoints/last.pt and best.pt). A checkpoint holds what `ast-robot eval` reads
+plots, checkpoints/last.pt and best.pt). A checkpoint contains what `ast-robot eval` reads
 (``config``, ``iteration``, ``policy``: the exported transformer with the observation statistics
 in its normalizer) plus the SB3 state needed to resume: network and optimizer parameters, the
 observation normalizer, the significance model and gate, the SAC replay buffer and the random
@@ -62,7 +62,7 @@ def train_rl(
 
     Raises:
         MissingExtraError: When stable-baselines3 (the `sb3` extra) is not installed.
-        TrainError: On an unknown algorithm, a run directory that already holds a checkpoint,
+        TrainError: On an unknown algorithm, a run directory that already contains a checkpoint,
             or a resume with another algorithm than the run's.
     """
     from ast_robot.rl.sb3 import require_sb3
@@ -78,7 +78,7 @@ def train_rl(
 
 
 def make_env_fns(config: Config, n_envs: int):
-    """Factories of the run's task env, one per vectorized environment."""
+    """Return factories of the run's task env, one per vectorized environment."""
     from ast_robot.envs import make_env
 
     def factory():
@@ -88,7 +88,7 @@ def make_env_fns(config: Config, n_envs: int):
 
 
 def build_model(algo: str, venv, config: Config, scorer, *, device, seed: int):
-    """The gated SB3 model with the transformer as features extractor."""
+    """Build the gated SB3 model with the transformer as features extractor."""
     import torch
 
     from ast_robot.rl.extractor import extractor_kwargs
@@ -174,7 +174,7 @@ class RLTrainer:
         run = RunDir(run_dir if run_dir is not None else default_run_dir(config.env.task))
         if (run.checkpoints / "last.pt").exists():
             raise TrainError(
-                f"run directory {run.path} already holds a checkpoint; continue it with --resume "
+                f"run directory {run.path} already contains a checkpoint; continue it with --resume "
                 f"{run.path} or choose another --run-dir"
             )
         run.create(config)

@@ -79,7 +79,7 @@ class EpisodeRecorder(gymnasium.Wrapper):
         return obs, reward, terminated, truncated, info
 
     def current_episode(self) -> Episode | None:
-        """The episode so far (all steps taken since the last reset), or None before the first step."""
+        """Return the episode so far (all steps since the last reset), or None before the first step."""
         if not self._actions:
             return None
         length = len(self._actions)

@@ -20,14 +20,16 @@ def _rows(run_dir):
 def test_ppo_runs_with_gate_baselines(tmp_path, tiny_config, gate):
     summary = train_rl(tiny_config(), algo="ppo", run_dir=tmp_path / "run", gate_mode=gate, workers=0, progress=False)
 
-    assert summary["iterations_completed"] == 2 and summary["gate_mode"] == gate
+    assert summary["iterations_completed"] == 2
+    assert summary["gate_mode"] == gate
     rows = _rows(tmp_path / "run")
     assert [row["iteration"] for row in rows] == [0, 1]
     for row in rows:
         assert row["gate/mode"] == gate
         assert row["rollout/steps"] == 40
-        # Each rollout of 2 x 20 steps holds 4 finished 10-step episodes.
-        assert row["gate/judged"] == 4 and row["rollout/episodes"] == 4
+        # Each rollout of 2 x 20 steps contains 4 finished 10-step episodes.
+        assert row["gate/judged"] == 4
+        assert row["rollout/episodes"] == 4
         # Gated-out episodes cost no gradient step: ppo_epochs * ceil(admitted / minibatch).
         assert row["compute/gradient_steps"] == 2 * math.ceil(row["compute/admitted_steps"] / 20)
     if gate == "off":
@@ -59,7 +61,8 @@ def test_ppo_cli_train_then_eval(tmp_path, tiny_config, capsys):
     assert code == 0
     results = json.loads(capsys.readouterr().out)
     assert results["iteration"] == 2
-    assert 0.0 <= results["success_sim"] <= 1.0 and results["length_sim"] == 10
+    assert 0.0 <= results["success_sim"] <= 1.0
+    assert results["length_sim"] == 10
 
 
 @pytest.mark.parametrize("gate", ["on", "off", "random"])
@@ -78,7 +81,8 @@ def test_sac_runs_with_each_gate_mode(tmp_path, tiny_config, gate):
     # ... and gradient steps come only from admitted transitions after the warm-up.
     assert summary["totals"]["compute/gradient_steps_total"] <= 0.5 * admitted
     if gate == "off":
-        assert admitted == 80 and summary["totals"]["compute/gradient_steps_total"] > 0
+        assert admitted == 80
+        assert summary["totals"]["compute/gradient_steps_total"] > 0
 
 
 def test_resume_continues_a_ppo_run(tmp_path, tiny_config):
@@ -112,7 +116,7 @@ def test_unknown_algo_and_existing_run_are_refused(tmp_path, tiny_config):
         train_rl(tiny_config(), algo="a2c", run_dir=tmp_path / "x", workers=0)
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"")
-    with pytest.raises(TrainError, match="already holds a checkpoint"):
+    with pytest.raises(TrainError, match="already contains a checkpoint"):
         train_rl(tiny_config(), algo="ppo", run_dir=tmp_path / "run", workers=0)
 
 

@@ -87,7 +87,7 @@ def test_ppo_returns_match_the_closed_form(tiny_config, terminal):
 
 
 @pytest.mark.parametrize("terminal", [False, True])
-def test_sac_stores_the_final_observation_and_bootstraps_time_limits(tiny_config, terminal):
+def test_sac_replay_bootstraps_time_limits(tiny_config, terminal):
     from ast_robot.rl.extractor import extractor_kwargs
     from ast_robot.rl.gated import GatedSAC
 
