@@ -489,7 +489,7 @@ class TrainConfig:
     """The collect-score-gate-update loop."""
 
     seed: int = param(0, help="seed for every random number generator of the run", low=0)
-    iterations: int = param(30, help="collect-score-gate-update cycles", unit="iterations", low=1)
+    iterations: int = param(20, help="collect-score-gate-update cycles", unit="iterations", low=1)
     episodes_per_iteration: int = param(
         16, help="candidate contexts sampled per iteration (some may be skipped before simulation)",
         unit="episodes", low=1,
@@ -513,11 +513,11 @@ class TrainConfig:
         "linear", help="schedule from expert_share_start to expert_share_end"
     )
     expert_share_decay_iterations: int = param(
-        10, help="iterations over which the expert share decays", unit="iterations", low=1
+        15, help="iterations over which the expert share decays", unit="iterations", low=1
     )
     batch_size: int = param(128, help="samples (history windows) per gradient step", unit="samples", low=1)
     reuse_factor: float = param(
-        1.0, help="transformer gradient samples per newly admitted sample; sets its gradient steps "
+        16.0, help="transformer gradient samples per newly admitted sample; sets its gradient steps "
         "per iteration", low=0.0, low_inclusive=False,
     )
     proxy_reuse_factor: float = param(
@@ -568,6 +568,9 @@ class TrainConfig:
     target_success: float = param(
         0.8, help="sim success rate whose first crossing is recorded in summary.json as time to target",
         low=0.0, high=1.0,
+    )
+    stop_at_target: bool = param(
+        False, help="end the run at the first evaluation that reaches target_success (for benchmarks)"
     )
 
     def check(self, path: str) -> None:

@@ -4,8 +4,8 @@ Usage:
     python scripts/bench_gate.py [--env pick_place] [--seeds 3] [--real-log examples/logs]
         [--iterations N] [--set key=value ...] [--out runs/bench_gate] [--skip-real-log-ablation]
 
-For every gate mode and seed it trains one run (the same loop, config and budget accounting;
-only `gate.mode` differs) and reads from each run's summary:
+For every gate mode and seed it trains one run with the same loop, config and budget accounting
+(only `gate.mode` differs). It reads from each run's summary:
 
 - time to target: wall-clock seconds, transformer gradient FLOPs (measured per sample with
   torch's FlopCounterMode) and simulated rollouts until nominal sim success first reaches

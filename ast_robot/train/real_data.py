@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RealData:
-    """What a run takes from `--real-log`.
+    """The real-robot data of a run, read from `--real-log`.
 
     Attributes:
         path: The directory given.
@@ -64,7 +64,7 @@ def load_real_data(real_log: str | Path, config: Config) -> RealData:
     and the run trains on the rest.
 
     Raises:
-        LogReadError: When `real_log` does not exist, is empty or holds no bags.
+        LogReadError: When `real_log` does not exist, is empty or contains no bags.
         TrainError: When no bag yields a usable episode.
     """
     from ast_robot.feedback import RealFeedbackIndex

@@ -4,8 +4,9 @@ Real logs are what steer training, and a new user has no robot yet, so this modu
 with the same topics a real robot records. The simulator runs a reality profile (fixed physics that
 training never samples exactly). The robot's controller is either the scripted expert with
 injected mistakes or a trained checkpoint. A scripted human supervisor watches and takes over when
-failure is imminent: when the executed command has deviated from what the expert would do for a
-few consecutive steps (the supervisor's reaction time), or when the wrist force exceeds a limit.
+failure is imminent. It reacts when the executed command has deviated from what the expert would
+do for a few consecutive steps (the supervisor's reaction time), or when the wrist force exceeds a
+limit.
 A share of supervisors is inattentive and never takes over, so the logs hold real failures too.
 Episodes are written through the log writer with the robot's topic map.
 """
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SupervisorSettings:
-    """How the scripted supervisor behaves and how often the expert controller errs."""
+    """Settings of the scripted supervisor and of the mistakes injected into the expert controller."""
 
     mistake_prob: float = 0.01  # per-step probability that the expert starts an injected mistake
     mistake_steps: int = 8  # duration of one injected mistake [control steps]

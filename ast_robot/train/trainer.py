@@ -65,7 +65,7 @@ def train(
         progress: Show a progress bar.
 
     Raises:
-        LogReadError: When `real_log` is missing or holds no bags.
+        LogReadError: When `real_log` is missing, empty or contains no bags.
         TrainError: When `real_log` holds no usable episode, or the run cannot resume.
     """
     trainer = Trainer.create(
@@ -182,7 +182,7 @@ class Trainer:
         run = RunDir(run_dir if run_dir is not None else default_run_dir(config.env.task))
         if (run.checkpoints / "last.pt").exists():
             raise TrainError(
-                f"run directory {run.path} already holds a checkpoint; continue it with --resume "
+                f"run directory {run.path} already contains a checkpoint; continue it with --resume "
                 f"{run.path} or choose another --run-dir"
             )
         run.create(config)
@@ -239,6 +239,9 @@ class Trainer:
                         gate=f"{row['gate/activation_rate']:.2f}",
                         loss=f"{row['train/loss']:.3g}" if row["train/loss"] is not None else "-",
                     )
+                    if self.cfg.stop_at_target and self.time_to_target is not None:
+                        logger.info("reached the target success %.2f; stopping (train.stop_at_target)", self.cfg.target_success)
+                        break
                     if interrupt.requested:
                         interrupted = True
                         logger.warning("stopped after iteration %d; resume with --resume %s", self.iteration, self.run_dir.path)

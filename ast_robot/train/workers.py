@@ -6,8 +6,8 @@ policy weights, and yields one `Episode` per task as soon as that episode finish
 order. Each episode is a deterministic function of its task (seed, expert share, context, reality
 profile, randomization) and the policy weights, whichever worker runs it.
 
-Rollouts are DAgger-style: at every step the privileged expert computes its action, which becomes
-the step's label; the executed action is the expert's with probability `expert_share` and the
+Rollouts are DAgger-style. At every step the privileged expert computes its action, which becomes
+the step's label. The executed action is the expert's with probability `expert_share` and the
 policy's mean action otherwise. While acting, the worker records the policy's per-step statistics
 (`pred_error_norm`, `hidden_norm`, `action_std`, `imitation_loss` against the expert label) in
 `Episode.step_stats`, so the main process never runs a second forward pass.
@@ -321,9 +321,9 @@ def _worker_main(worker_id: int, inbox, outbox, env_cfg, rand_cfg, policy_cfg) -
 class LocalProcessPool:
     """A pool of worker processes on this machine, each owning its environments for its lifetime.
 
-    Policy weights are sent to every worker once per `collect` call; tasks are then handed out
-    one at a time to whichever worker is idle, so fast and slow episodes balance out, and
-    episodes stream back in completion order.
+    Policy weights are sent to every worker once per `collect` call. Tasks are then handed out
+    one at a time to whichever worker is idle, so fast and slow episodes balance out. Episodes
+    stream back in completion order.
 
     Args:
         env_cfg, rand_cfg, policy_cfg: Sections of the run's config that the workers need.
