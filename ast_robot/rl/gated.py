@@ -59,6 +59,7 @@ class EpisodeScorer:
 
     def start_iteration(self) -> None:
         self._iteration = {"scores": [], "open": [], "steps": [], "success": [], "returns": [], "finished": []}
+        self._components: dict[str, list[float]] = {}
 
     def decide(
         self,
@@ -106,6 +107,8 @@ class EpisodeScorer:
         record["open"].extend(opened.tolist())
         record["steps"].extend(steps.tolist())
         record["finished"].extend(finished.tolist())
+        for name, values in result.components.items():
+            self._components.setdefault(name, []).extend(np.asarray(values, np.float64).tolist())
         for episode, done in zip(episodes, finished):
             if done:
                 record["success"].append(bool(episode.success))
@@ -130,6 +133,7 @@ class EpisodeScorer:
             "gate/activation_rate_total": stats["gate/activation_rate"],
             "compute/admitted_steps": int(steps[opened].sum()),
             "compute/skipped_steps": int(steps[~opened].sum()),
+            **{f"significance/{name}_mean": float(np.mean(values)) for name, values in self._components.items()},
         }
 
     def state_dict(self) -> dict:
@@ -312,7 +316,12 @@ class GatedReplayBuffer(DictReplayBuffer):
 
 
 class GatedSAC(SAC):
-    """SAC whose replay buffer receives only admitted episodes, trained per admitted transition."""
+    """SAC whose replay buffer receives only admitted episodes, trained per admitted transition.
+
+    NOTE: the buffer stores observations as normalized when they were collected, while SB3's
+    VecNormalize stores raw ones and normalizes at sampling; early transitions keep the early
+    statistics.
+    """
 
     def __init__(self, *args, scorer: EpisodeScorer, updates_per_step: float, **kwargs):
         self.scorer = scorer

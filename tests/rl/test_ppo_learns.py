@@ -1,4 +1,8 @@
-"""Slow: PPO with the transformer extractor learns `reach` clearly better than random actions."""
+"""Slow: PPO with the transformer extractor learns `reach` clearly better than random actions.
+
+The gate is off: at its default target rate of 0.25 it admits a quarter of the transitions,
+so the same success takes several times the environment steps (see scripts/bench_rl.py).
+"""
 
 import dataclasses
 
@@ -46,7 +50,7 @@ def test_ppo_beats_random_actions_on_reach(tmp_path):
     from ast_robot.config import load_config
 
     config = load_config(env="reach", overrides=LEARNING_SETTINGS)
-    summary = train_rl(config, algo="ppo", run_dir=tmp_path / "run", gate_mode="on", workers=0, progress=False)
+    summary = train_rl(config, algo="ppo", run_dir=tmp_path / "run", gate_mode="off", workers=0, progress=False)
 
     random_rate = _random_success(config, config.train.eval_episodes)
     learned = summary["best_success_sim"]

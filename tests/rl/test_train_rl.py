@@ -135,7 +135,39 @@ def test_missing_sb3_names_the_extra(monkeypatch, tiny_config):
     import sys
 
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # makes `import stable_baselines3` fail
+    for name in [name for name in sys.modules if name.startswith("ast_robot.rl")]:
+        monkeypatch.delitem(sys.modules, name)
+    import ast_robot.rl  # the package itself imports without stable-baselines3
+
+    assert callable(ast_robot.rl.train_rl)
     with pytest.raises(MissingExtraError, match=r"pip install 'ast-robot\[sb3\]'"):
         train_rl(tiny_config(), algo="ppo")
     code = main(["train", "--algo", "sac", "--env", "reach"])
     assert code == 2
+
+
+def test_ppo_gate_uses_real_log_feedback(tmp_path, tiny_config, monkeypatch):
+    """With --real-log, the physical feedback of the real episodes enters every score."""
+    from ast_robot.rl.gated import EpisodeScorer
+
+    logs = tmp_path / "logs"
+    code = main(["--log-level", "WARNING", "record-standin", "--env", "reach", "--out", str(logs), "--episodes", "2",
+                 "--episodes-per-bag", "2", "--set", "env.max_steps=10"])
+    assert code == 0
+
+    physical_seen = []
+    original = EpisodeScorer.decide
+
+    def spy(self, episodes, advantages, uncertainty, **kwargs):
+        physical_seen.append(self.feedback is not None)
+        return original(self, episodes, advantages, uncertainty, **kwargs)
+
+    monkeypatch.setattr(EpisodeScorer, "decide", spy)
+    summary = train_rl(tiny_config(), algo="ppo", real_log=logs, run_dir=tmp_path / "run", workers=0, progress=False)
+    assert summary["real_logs"] is not None
+    assert physical_seen
+    assert all(physical_seen)
+    assert (tmp_path / "run" / "real_logs.json").is_file()
+    rows = _rows(tmp_path / "run")
+    assert all(0.0 <= row["significance/physical_mean"] <= 1.0 for row in rows)
+    assert all(0.0 <= row["significance/difficulty_mean"] <= 1.0 for row in rows)
