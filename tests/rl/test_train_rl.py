@@ -171,3 +171,18 @@ def test_ppo_gate_uses_real_log_feedback(tmp_path, tiny_config, monkeypatch):
     rows = _rows(tmp_path / "run")
     assert all(0.0 <= row["significance/physical_mean"] <= 1.0 for row in rows)
     assert all(0.0 <= row["significance/difficulty_mean"] <= 1.0 for row in rows)
+
+
+def test_ppo_judges_episodes_split_by_rollouts(tmp_path, tiny_config):
+    """15-step rollouts of 10-step episodes: running episodes are judged on their part so far."""
+    summary = train_rl(tiny_config("rl.steps_per_env=15", "rl.ppo_minibatch=10"), algo="ppo",
+                       run_dir=tmp_path / "run", gate_mode="on", workers=0, progress=False)
+
+    assert summary["iterations_completed"] == 2
+    rows = _rows(tmp_path / "run")
+    # Per env: rollout 1 = one finished episode + 5 steps of the next; rollout 2 = its last 5 + one more.
+    assert [row["gate/judged"] for row in rows] == [4, 4]
+    assert [row["rollout/episodes"] for row in rows] == [2, 4]
+    for row in rows:
+        assert row["compute/admitted_steps"] + row["compute/skipped_steps"] == 30
+        assert row["compute/gradient_steps"] == 2 * math.ceil(row["compute/admitted_steps"] / 10)
