@@ -318,9 +318,9 @@ class GatedReplayBuffer(DictReplayBuffer):
 class GatedSAC(SAC):
     """SAC whose replay buffer receives only admitted episodes, trained per admitted transition.
 
-    NOTE: the buffer stores observations as normalized when they were collected, while SB3's
-    VecNormalize stores raw ones and normalizes at sampling; early transitions keep the early
-    statistics.
+    NOTE: the buffer stores observations as normalized when they were collected, so early
+    transitions keep the early statistics. SB3's VecNormalize stores raw ones and normalizes at
+    sampling instead.
     """
 
     def __init__(self, *args, scorer: EpisodeScorer, updates_per_step: float, **kwargs):

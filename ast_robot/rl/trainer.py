@@ -8,11 +8,11 @@ iterations, evaluated alone on the fixed seeds of `ast_robot.train.evaluate`, th
 evaluation `ast-robot eval` runs on the checkpoint.
 
 The run directory has the layout of a DAgger run (config.yaml, metrics.jsonl/csv, summary.json,
-plots, checkpoints/last.pt and best.pt). A checkpoint contains what `ast-robot eval` reads
-(``config``, ``iteration``, ``policy``: the exported transformer with the observation statistics
-in its normalizer) plus the SB3 state needed to resume: network and optimizer parameters, the
-observation normalizer, the significance model and gate, the SAC replay buffer and the random
-number generator states. Episodes running when a checkpoint is written are not kept: a resumed
+plots, checkpoints/last.pt and best.pt). A checkpoint contains what `ast-robot eval` reads:
+``config``, ``iteration`` and ``policy``, the exported transformer with the observation
+statistics in its normalizer. It also contains the SB3 state needed to resume: network and
+optimizer parameters, the observation normalizer, the significance model and gate, the SAC
+replay buffer and the random number generator states. Episodes running when a checkpoint is written are not kept: a resumed
 run starts fresh episodes.
 """
 
