@@ -12,8 +12,9 @@ For every gate mode and seed it trains one run with the same loop, config and bu
   `train.target_success` (evaluated every `train.eval_every` iterations);
 - final success in simulation (nominal and randomized) and on the reality profile.
 
-Then, unless skipped, the real-log ablation: gate on with and without --real-log, same seeds and
-iterations, compared on reality-profile success.
+Then, unless skipped, the real-log ablation: gate on with and without --real-log, the same seeds
+and a fixed number of iterations (no early stop, so both arms simulate the same rollouts),
+compared on reality-profile success.
 
 Results go to <out>/results.json and a Markdown table on stdout, with `uptime` so a loaded
 machine shows. Runs execute one after another on this machine.
@@ -79,6 +80,12 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default="runs/bench_gate")
     parser.add_argument("--skip-real-log-ablation", action="store_true")
+    parser.add_argument(
+        "--ablation-iterations", type=int, default=8,
+        help="iterations of each real-log ablation run; these runs never stop early, so both arms get "
+        "the same rollouts",
+    )
+    parser.add_argument("--ablation-seeds", type=int, default=2)
     args = parser.parse_args()
 
     from ast_robot.logging_setup import setup_logging
@@ -96,10 +103,12 @@ def main() -> int:
             summary = run_one(args, overrides, mode=mode, seed=seed, real_log=args.real_log, name=f"{mode}-seed{seed}")
             results.setdefault(mode, []).append(summary)
     if not args.skip_real_log_ablation:
-        for seed in range(args.seeds):
-            print(f"gate on without real logs, seed {seed} ...", file=sys.stderr, flush=True)
-            summary = run_one(args, overrides, mode="on", seed=seed, real_log=None, name=f"on-noreal-seed{seed}")
-            results.setdefault("on-no-real-log", []).append(summary)
+        fixed = [*overrides, f"train.iterations={args.ablation_iterations}", "train.stop_at_target=false"]
+        for seed in range(args.ablation_seeds):
+            for label, real_log in (("ablation-with-real-log", args.real_log), ("ablation-no-real-log", None)):
+                print(f"{label}, seed {seed} ...", file=sys.stderr, flush=True)
+                summary = run_one(args, fixed, mode="on", seed=seed, real_log=real_log, name=f"{label}-seed{seed}")
+                results.setdefault(label, []).append(summary)
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
     out = Path(args.out)
