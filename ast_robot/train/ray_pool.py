@@ -147,7 +147,7 @@ class RayPool:
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     ):
         if workers is not None and workers < 1:
-            raise RolloutError(f"the ray rollout backend needs workers >= 1, got {workers}")
+            raise RolloutError(f"the ray rollout backend needs workers >= 1 (--workers or train.workers), got {workers}")
         if max_task_attempts < 1:
             raise RolloutError(f"max_task_attempts must be >= 1, got {max_task_attempts}")
         self.max_task_attempts = max_task_attempts
