@@ -58,6 +58,13 @@ def test_train_then_eval_from_cli(tmp_path, standin_logs, capsys, tiny_cli_args)
     assert set(results) >= {"success_sim", "success_randomized", "success_reality", "iteration"}
     assert 0.0 <= results["success_reality"] <= 1.0
 
+    # The stand-in robot can also be driven by the trained checkpoint.
+    code = main(["--log-level", "WARNING", "record-standin", "--out", str(tmp_path / "policy_logs"),
+                 "--episodes", "1", "--checkpoint", str(run_dir / "checkpoints/best.pt"),
+                 "--set", "env.max_steps=30"])
+    assert code == 0
+    assert "recorded 1 episodes" in capsys.readouterr().out
+
 
 class KilledMidIteration(Exception):
     """Stands in for SIGKILL: the run stops inside an iteration without any cleanup."""
@@ -199,3 +206,12 @@ def test_checkpoint_policy_matches_training_policy(tmp_path, tiny_config):
     action, std = policy.act(obs)
     assert action.shape == (4,)
     assert np.all(std > 0)
+
+
+@pytest.mark.parametrize("task", ["reach", "push"])
+def test_other_tasks_train(tmp_path, task, tiny_cli_args, capsys):
+    code = main(["--log-level", "WARNING", "train", "--env", task, "--run-dir", str(tmp_path / task),
+                 "--workers", "0", "--no-progress", *tiny_cli_args("train.iterations=1")])
+    assert code == 0
+    assert read_rows(tmp_path / task)[0]["rollout/episodes"] == 4
+    assert load_config(tmp_path / task / "config.yaml").env.task == task
