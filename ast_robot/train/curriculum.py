@@ -6,8 +6,8 @@ and predicts both for a new context from its nearest remembered neighbours. Two 
 prediction:
 
 - the curriculum bias: candidates are drawn in proportion to (1 - s) + s * predicted physical
-  feedback (relative to its mean), so contexts where the real robot struggled come up more often
-  (`s` is `curriculum_strength`, used only when real logs are given);
+  feedback (relative to its mean), so contexts where the real robot struggled come up more
+  often. Here `s` is `curriculum_strength`, used only when real logs are given;
 - the pre-simulation gate: a candidate whose predicted significance is below a quantile of recent
   scores is not simulated at all, so low-value contexts cost no rollout compute.
 """
@@ -33,7 +33,7 @@ _NEIGHBOURS = 8
 
 
 def expert_share(cfg: TrainConfig, iteration: int) -> float:
-    """The probability that the expert acts at a step, at `iteration` (0-based)."""
+    """Return the probability that the expert acts at a step, at `iteration` (0-based)."""
     start, end = cfg.expert_share_start, cfg.expert_share_end
     progress = min(1.0, iteration / cfg.expert_share_decay_iterations)
     if cfg.expert_share_decay == "linear":
@@ -45,7 +45,7 @@ def expert_share(cfg: TrainConfig, iteration: int) -> float:
 
 
 def task_seed(run_seed: int, iteration: int, index: int, stream: int = 0) -> int:
-    """A seed for episode `index` of `iteration`, independent of every other episode's seed."""
+    """Return a seed for episode `index` of `iteration`, independent of every other episode's seed."""
     return int(np.random.SeedSequence([run_seed, stream, iteration, index]).generate_state(1)[0])
 
 

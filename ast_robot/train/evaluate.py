@@ -2,7 +2,7 @@
 
 Three settings: the nominal simulation (no randomization), the training randomization, and a
 reality profile (fixed physics that training never samples exactly). The seeds depend only on the
-episode index, so every evaluation of every run sees the same situations.
+episode index, so every evaluation of every run starts from the same situations.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 def config_from_checkpoint(state: dict) -> Config:
-    """The resolved config a checkpoint was trained with."""
+    """Return the resolved config a checkpoint was trained with."""
     return config_from_dict(state["config"], source_name="checkpoint")
 
 

@@ -2,7 +2,7 @@
 
 A buffer keeps the last `capacity` steps of the episodes added to it, in a ring. A sample is one
 target step (a step with a usable label) together with the H - 1 steps before it in the same
-episode (the policy's history window); steps before the episode start, or already overwritten,
+episode, the policy's history window. Steps before the episode start, or already overwritten,
 are padded and masked.
 """
 
@@ -123,7 +123,7 @@ class ReplayBuffer:
         return batch
 
     def state_dict(self) -> dict[str, np.ndarray | int]:
-        """The stored steps and counters, for checkpoints."""
+        """Return the stored steps and counters, for checkpoints."""
         used = slice(0, self.size)
         return {
             "capacity": self.capacity,

@@ -66,7 +66,7 @@ def train(
 
     Raises:
         LogReadError: When `real_log` is missing, empty or contains no bags.
-        TrainError: When `real_log` holds no usable episode, or the run cannot resume.
+        TrainError: When `real_log` contains no usable episode, or the run cannot resume.
     """
     trainer = Trainer.create(
         config, real_log=real_log, run_dir=run_dir, resume=resume, device=device,
