@@ -1,9 +1,10 @@
 """Benchmark the vision gate: time to a target validation accuracy with gate on, off and random.
 
-All three modes train the same sparse ViT from the same seed for the same number of epochs in one
-process, one after the other, and the script reports for each: the validation accuracy after
-every epoch, the training time (validation excluded) until the accuracy first reached the
-target, the share of images that went through the ViT, and the FLOPs spent relative to gate off.
+Every mode trains the same sparse ViT from the same seed for the same number of epochs, in one
+process, one after the other. For each run the script reports the validation accuracy after every
+epoch, and the training time (validation excluded), epoch and FLOPs until the accuracy first
+reached each target. It also reports the share of images that went through the ViT and the FLOPs
+spent relative to gate off.
 
 Data: ``--data-dir`` takes a CIFAR-10 python directory (cifar-10-batches-py). Without it the
 script generates a SYNTHETIC 10-class dataset in the CIFAR-10 format (see
@@ -13,7 +14,7 @@ CIFAR-10 accuracy.
 Example (the CPU run recorded in BENCHMARKS.md):
 
     python scripts/bench_vision.py --train-count 4000 --test-count 1000 --epochs 10 \\
-        --target-accuracy 0.8 0.9 --out bench_vision.json
+        --target-accuracy 0.8 0.9 --seeds 0 1 --out bench_vision.json
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ CPU_SETTINGS = [
     "vision.warmup_epochs=0.5", "vision.lr=2e-3",
 ]
 
+# Run labels: the gate mode and the extra settings of each. "on-soft" samples admissions with
+# probability sigmoid((score - threshold) / 0.1) and reweights admitted images by 1 / probability.
+VARIANTS = {
+    "off": ("off", []),
+    "on": ("on", []),
+    "on-soft": ("on", ["gate.temperature=0.1", "vision.importance_weighting=true"]),
+    "random": ("random", []),
+}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -53,9 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target-accuracy", type=float, nargs="+", default=[0.8, 0.9],
                         help="validation accuracies to time (one or more)")
     parser.add_argument("--rate", type=float, default=0.5, help="vision.gate_target_rate for on and random")
-    parser.add_argument("--modes", nargs="+", default=["off", "on", "random"], choices=["on", "off", "random"])
+    parser.add_argument("--modes", nargs="+", default=["off", "on", "on-soft", "random"], choices=list(VARIANTS),
+                        help="runs to compare; on-soft is gate on with temperature 0.1 and importance weights")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds; each mode runs once per seed")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic dataset")
     parser.add_argument(
         "--threads", type=int, default=1,
         help="torch CPU threads; 1 by default because on a shared 2-core VM one thread per process "
@@ -90,18 +102,20 @@ def time_to_target(rows: list[dict], target: float) -> tuple[float | None, int |
     return None, None, None
 
 
-def run_mode(mode: str, args: argparse.Namespace, data, work: Path) -> dict:
+def run_mode(variant: str, seed: int, args: argparse.Namespace, data, work: Path) -> dict:
+    mode, extra = VARIANTS[variant]
     overrides = [
         *CPU_SETTINGS, f"vision.epochs={args.epochs}", f"vision.gate_target_rate={args.rate}",
-        f"train.seed={args.seed}", *args.overrides,
+        f"train.seed={seed}", *extra, *args.overrides,
     ]
     config = load_config(overrides=overrides)
-    run_dir = work / f"run-{mode}"
+    run_dir = work / f"run-{variant}-{seed}"
     summary = train_vision(config, data, run_dir=run_dir, device=select_device(args.device), gate_mode=mode)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     seen = sum(row["compute/samples_seen"] for row in rows)
     return {
-        "mode": mode,
+        "mode": variant,
+        "seed": seed,
         "accuracy_per_epoch": [row["eval/accuracy"] for row in rows],
         "train_s_per_epoch": [row["time/train_s"] for row in rows],
         "best_accuracy": summary["best_accuracy"],
@@ -124,8 +138,8 @@ def report(results: list[dict], args: argparse.Namespace, data_label: str) -> st
         f"data: {data_label}",
         f"budget: {args.epochs} epochs per mode, gate target rate {args.rate}, overrides {args.overrides}",
         "",
-        f"| gate | best acc | final acc |{target_columns} train time (s) | ViT images | FLOPs vs off |",
-        "|---|---|---|" + "---|" * len(targets) + "---|---|---|",
+        f"| gate | seed | best acc | final acc |{target_columns} train time (s) | ViT images | FLOPs vs off |",
+        "|---|---|---|---|" + "---|" * len(targets) + "---|---|---|",
     ]
     for r in results:
         cells = ""
@@ -133,14 +147,14 @@ def report(results: list[dict], args: argparse.Namespace, data_label: str) -> st
             seconds, epoch, compute = r["time_to_target_s"][t], r["epoch_to_target"][t], r["compute_to_target"][t]
             cells += " not reached |" if seconds is None else f" {seconds:.1f} ({epoch}, {compute:.2f}) |"
         lines.append(
-            f"| {r['mode']} | {100 * r['best_accuracy']:.1f}% | {100 * r['final_accuracy']:.1f}% |{cells} "
+            f"| {r['mode']} | {r['seed']} | {100 * r['best_accuracy']:.1f}% | {100 * r['final_accuracy']:.1f}% |{cells} "
             f"{r['train_time_s']:.1f} | {100 * r['vit_share']:.0f}% | {100 * r['flops_share']:.0f}% |"
         )
     lines.append("")
     lines.append("compute: FLOPs spent until then, in gate-off epochs (torch FLOP counter, proxy included)")
     for r in results:
         curve = " ".join(f"{100 * a:.1f}" for a in r["accuracy_per_epoch"])
-        lines.append(f"{r['mode']:>6} accuracy per epoch (%): {curve}")
+        lines.append(f"{r['mode']:>7} seed {r['seed']} accuracy per epoch (%): {curve}")
     return "\n".join(lines)
 
 
@@ -157,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             data_label = f"CIFAR-10 from {args.data_dir}, first {args.train_count} training and {args.test_count} test images"
         else:
             root = make_synthetic_cifar10(work / "synthetic", train_count=args.train_count,
-                                          test_count=args.test_count, seed=args.seed)
+                                          test_count=args.test_count, seed=args.data_seed)
             data = load_cifar10(root)
             data_label = (f"SYNTHETIC stand-in in the CIFAR-10 format ({args.train_count} training, "
                           f"{args.test_count} test images), NOT CIFAR-10")
@@ -166,11 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data: {data_label}", flush=True)
 
         results = []
-        for mode in args.modes:
-            result = run_mode(mode, args, data, work)
-            print(f"{mode}: best {100 * result['best_accuracy']:.1f}%, train {result['train_time_s']:.1f} s, "
-                  f"ViT images {100 * result['vit_share']:.0f}%", flush=True)
-            results.append(result)
+        for seed in args.seeds:
+            for mode in args.modes:
+                result = run_mode(mode, seed, args, data, work)
+                print(f"{mode} seed {seed}: best {100 * result['best_accuracy']:.1f}%, train {result['train_time_s']:.1f} s, "
+                      f"ViT images {100 * result['vit_share']:.0f}%", flush=True)
+                results.append(result)
 
     text = report(results, args, data_label)
     print(text)

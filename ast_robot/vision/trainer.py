@@ -11,9 +11,9 @@ One training step on a batch of B images:
    ViT, so its compute is proportional to what the gate admits.
 4. Train the proxy on the skipped images.
 
-An epoch is one pass over the training images; after each epoch the ViT is validated on the test
-split, a metrics row is appended, and the ``last`` (and, on a new best accuracy, ``best``)
-checkpoint is written.
+An epoch is one pass over the training images. After each epoch the ViT is validated on the test
+split, a metrics row is appended, and the ``last`` checkpoint is written, as is ``best`` when the
+validation accuracy is a new best.
 """
 
 from __future__ import annotations
@@ -225,8 +225,7 @@ class VisionTrainer:
     def _decide(self, scores: np.ndarray | None, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Admission mask (B,) bool and admission probabilities (B,) of one batch.
 
-        Modes ``off`` and ``random`` ignore scores, so they get zeros and the proxy never runs
-        for them.
+        Modes ``off`` and ``random`` ignore scores, so they get zeros and no image is scored.
         """
         if scores is None:
             scores = np.zeros(batch)
