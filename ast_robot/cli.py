@@ -178,6 +178,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from ast_robot.train.trainer import train
 
     config = load_config_from_args(args)
+    if args.resume and (args.overrides or args.gate):
+        logger.warning("--set and --gate are ignored with --resume: the run continues with its saved config")
     run_dir = Path("runs") / args.run_name if args.run_name else args.run_dir
     backend = _ray_backend(args, config)
     try:
