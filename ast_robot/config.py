@@ -663,6 +663,10 @@ class VisionConfig:
         0.5, help="share of training images admitted to the ViT's forward and backward (replaces "
         "gate.target_rate in vision mode)", low=0.0, high=1.0, low_inclusive=False,
     )
+    balance_classes: bool = param(
+        True, help="gate on each image's score percentile within its class, so every class is "
+        "admitted at about the target rate",
+    )
     importance_weighting: bool = param(
         False, help="weight each admitted image's ViT loss by the inverse of its admission probability; "
         "changes nothing unless gate.temperature > 0 or gate.probe_rate > 0, because a hard threshold "

@@ -45,10 +45,15 @@ CPU_SETTINGS = [
 
 # Run labels: the gate mode and the extra settings of each. "on-soft" samples admissions with
 # probability sigmoid((score - threshold) / 0.1) and reweights admitted images by 1 / probability.
+# "-unbalanced" gates on the raw score instead of its percentile within the image's class.
 VARIANTS = {
     "off": ("off", []),
     "on": ("on", []),
     "on-soft": ("on", ["gate.temperature=0.1", "vision.importance_weighting=true"]),
+    "on-unbalanced": ("on", ["vision.balance_classes=false"]),
+    "on-soft-unbalanced": (
+        "on", ["gate.temperature=0.1", "vision.importance_weighting=true", "vision.balance_classes=false"]
+    ),
     "random": ("random", []),
 }
 

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from ast_robot.config import Config, config_to_dict, save_config
 from ast_robot.errors import CheckpointError, ConfigError
 from ast_robot.gate import SundewGate
-from ast_robot.significance import SignificanceInputs, SignificanceModel
+from ast_robot.significance import SignificanceInputs, SignificanceModel, rank_normalize
 from ast_robot.vision.augment import channel_stats, normalize, random_crop_flip, to_float
 from ast_robot.vision.data import NUM_CLASSES, Cifar10
 from ast_robot.vision.proxy import CnnProxy
@@ -133,6 +133,8 @@ class VisionTrainer:
         self.gate = SundewGate(self._gate_config(), seed=self.seed)
         self.significance = SignificanceModel(config.significance, modality="vision", seed=self.seed)
         self.memory = SampleMemory(self.num_train)
+        # Recent scores per class, for class-balanced gating.
+        self.class_windows = [np.zeros(0) for _ in range(NUM_CLASSES)]
         self.counters = ComputeCounters()
         self.epoch = 0
         self.best_accuracy = -1.0
@@ -218,9 +220,27 @@ class VisionTrainer:
     def _progress(self) -> float:
         return min(1.0, self.epoch / max(1, self.cfg.epochs - 1)) if self.cfg.epochs > 1 else 1.0
 
-    def _score(self, inputs: SignificanceInputs) -> np.ndarray:
+    def _score(self, inputs: SignificanceInputs, labels: np.ndarray) -> np.ndarray:
         result = self.significance.score(inputs, progress=self._progress())
-        return np.asarray(result.score, dtype=np.float64)
+        scores = np.asarray(result.score, dtype=np.float64)
+        if self.cfg.balance_classes:
+            scores = self._class_percentiles(scores, labels)
+        return scores
+
+    def _class_percentiles(self, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Replace each score (B,) by its percentile among recent scores of the same class.
+
+        The gate then admits about the target rate of every class, so a class the proxy finds
+        easy cannot be starved.
+        """
+        window = self.config.significance.window
+        out = np.empty_like(scores)
+        for label in np.unique(labels):
+            members = labels == label
+            reference = np.concatenate([self.class_windows[label], scores[members]])
+            out[members] = rank_normalize(scores[members], reference)
+            self.class_windows[label] = reference[-window:]
+        return out
 
     def _decide(self, scores: np.ndarray | None, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Admission mask (B,) bool and admission probabilities (B,) of one batch.
@@ -277,7 +297,7 @@ class VisionTrainer:
             inputs = _significance_inputs(
                 cheap_signals(proxy_logits, labels, self.memory, index_np, epoch=self.epoch)
             )
-            scores = self._score(inputs)
+            scores = self._score(inputs, labels.cpu().numpy())
         admitted, probability = self._decide(scores, batch)
         admitted_t = torch.from_numpy(admitted).to(self.device)
 
@@ -311,6 +331,9 @@ class VisionTrainer:
         self.vit_scheduler.step()
 
         # The proxy learns from what the ViT skipped.
+        # NOTE: this makes the proxy best at exactly the skipped images, so their scores fall and
+        # they stay skipped. Without vision.balance_classes the hard gate starved whole classes
+        # this way on the synthetic benchmark.
         proxy_loss = float("nan")
         skipped_t = ~admitted_t
         skipped = batch - count
@@ -433,6 +456,7 @@ class VisionTrainer:
             "gate": _to_tensors(self.gate.state_dict()),
             "significance": _to_tensors(self.significance.state_dict()),
             "memory": self.memory.state_dict(),
+            "class_windows": [torch.from_numpy(values.copy()) for values in self.class_windows],
             "counters": self.counters.as_dict(),
             "rng": {
                 "shuffle": self.shuffle_generator.get_state(),
@@ -474,6 +498,7 @@ class VisionTrainer:
         self.gate.load_state_dict(_from_tensors(state["gate"]))
         self.significance.load_state_dict(_from_tensors(state["significance"]))
         self.memory.load_state_dict(state["memory"])
+        self.class_windows = [values.numpy().copy() for values in state["class_windows"]]
         self.counters = ComputeCounters(**state["counters"])
         self.shuffle_generator.set_state(state["rng"]["shuffle"])
         self.augment_generator.set_state(state["rng"]["augment"])

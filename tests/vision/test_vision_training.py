@@ -184,3 +184,15 @@ def test_cli_vision_bad_data_dir_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "data_batch_1: the file is empty" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_class_balance_equalizes_admission(data):
+    trainer = VisionTrainer(_config("vision.train_subset=100"), data, device=CPU, gate_mode="on")
+    labels = np.repeat([0, 1], 50)
+    # Class 0 scores all low, class 1 all high: a raw threshold at 0.5 would admit class 1 only.
+    scores = np.concatenate([np.linspace(0.0, 0.1, 50), np.linspace(0.9, 1.0, 50)])
+    balanced = trainer._class_percentiles(scores, labels)
+    assert (balanced[:50] > 0.5).sum() == 25
+    assert (balanced[50:] > 0.5).sum() == 25
+    # Order within a class is kept.
+    assert np.all(np.diff(balanced[:50]) > 0)
