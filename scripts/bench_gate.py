@@ -31,12 +31,18 @@ import time
 from pathlib import Path
 
 
-def run_one(args, overrides: list[str], *, mode: str, seed: int, real_log: str | None, name: str) -> dict:
-    from ast_robot.config import load_config
+def run_one(args, base_config, *, mode: str, seed: int, real_log: str | None, name: str) -> dict:
+    import dataclasses
+
     from ast_robot.train.trainer import train
 
-    config = load_config(env=args.env, overrides=[*overrides, f"train.seed={seed}"])
+    config = dataclasses.replace(base_config, train=dataclasses.replace(base_config.train, seed=seed))
     run_dir = Path(args.out) / name
+    finished = run_dir / "summary.json"
+    if args.reuse and finished.is_file():
+        summary = json.loads(finished.read_text())
+        if not summary["interrupted"] and summary["gate_mode"] == mode and summary["seed"] == seed:
+            return _with_activation(summary, run_dir)
     if run_dir.exists():
         import shutil
 
@@ -47,6 +53,10 @@ def run_one(args, overrides: list[str], *, mode: str, seed: int, real_log: str |
         device=args.device, progress=False,
     )
     summary["bench_elapsed_s"] = time.perf_counter() - started
+    return _with_activation(summary, run_dir)
+
+
+def _with_activation(summary: dict, run_dir: Path) -> dict:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
     summary["activation_rate_mean"] = statistics.fmean(row["gate/activation_rate"] for row in rows)
     return summary
@@ -86,8 +96,13 @@ def main() -> int:
         "the same rollouts",
     )
     parser.add_argument("--ablation-seeds", type=int, default=2)
+    parser.add_argument(
+        "--reuse", action="store_true",
+        help="keep finished runs already under --out (same mode and seed) instead of training them again",
+    )
     args = parser.parse_args()
 
+    from ast_robot.config import load_config
     from ast_robot.logging_setup import setup_logging
 
     setup_logging("WARNING")
@@ -95,19 +110,24 @@ def main() -> int:
     if args.iterations:
         overrides.append(f"train.iterations={args.iterations}")
     uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    # Configs are loaded once, so edits to the task files while the benchmark runs change nothing.
+    config = load_config(env=args.env, overrides=overrides)
+    ablation_config = load_config(
+        env=args.env,
+        overrides=[*overrides, f"train.iterations={args.ablation_iterations}", "train.stop_at_target=false"],
+    )
 
     results: dict[str, list[dict]] = {}
     for mode in args.modes:
         for seed in range(args.seeds):
             print(f"gate {mode}, seed {seed} ...", file=sys.stderr, flush=True)
-            summary = run_one(args, overrides, mode=mode, seed=seed, real_log=args.real_log, name=f"{mode}-seed{seed}")
+            summary = run_one(args, config, mode=mode, seed=seed, real_log=args.real_log, name=f"{mode}-seed{seed}")
             results.setdefault(mode, []).append(summary)
     if not args.skip_real_log_ablation:
-        fixed = [*overrides, f"train.iterations={args.ablation_iterations}", "train.stop_at_target=false"]
         for seed in range(args.ablation_seeds):
             for label, real_log in (("ablation-with-real-log", args.real_log), ("ablation-no-real-log", None)):
                 print(f"{label}, seed {seed} ...", file=sys.stderr, flush=True)
-                summary = run_one(args, fixed, mode="on", seed=seed, real_log=real_log, name=f"{label}-seed{seed}")
+                summary = run_one(args, ablation_config, mode="on", seed=seed, real_log=real_log, name=f"{label}-seed{seed}")
                 results.setdefault(label, []).append(summary)
     uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 

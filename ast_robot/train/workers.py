@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 STEP_STAT_KEYS = ("pred_error_norm", "hidden_norm", "action_std", "imitation_loss")
 """Per-step statistics that workers record while the policy acts."""
 
+_PARENT_CHECK_S = 5.0
+"""How often an idle worker checks that the process that started it is still alive, in seconds."""
+
 _RESULT_POLL_S = 1.0
 """How often the pool checks that its workers are alive while waiting for an episode, in seconds."""
 
@@ -297,10 +300,16 @@ def _worker_main(worker_id: int, inbox, outbox, env_cfg, rand_cfg, policy_cfg) -
     # Ctrl-C in a terminal reaches the whole process group; the parent alone decides what to do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    parent = os.getppid()
     runner = RolloutRunner(env_cfg, rand_cfg, policy_cfg)
     try:
         while True:
-            message = inbox.get()
+            try:
+                message = inbox.get(timeout=_PARENT_CHECK_S)
+            except queue.Empty:
+                if os.getppid() != parent:
+                    break  # the training process died without closing the pool
+                continue
             if message is None:
                 break
             kind, payload = message
