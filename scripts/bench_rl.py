@@ -44,14 +44,12 @@ def run_one(job: dict) -> dict:
 
     import torch
 
-    from ast_robot.config import load_config
     from ast_robot.rl import train_rl
 
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
-    config = load_config(env=job["task"], overrides=job["settings"])
     started = time.perf_counter()
-    summary = train_rl(config, algo="ppo", run_dir=job["run_dir"], gate_mode=job["gate"], workers=0,
+    summary = train_rl(job["config"], algo="ppo", run_dir=job["run_dir"], gate_mode=job["gate"], workers=0,
                        device=job["device"], progress=False)
     summary["process_wall_s"] = time.perf_counter() - started
     rows = [json.loads(line) for line in (Path(job["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
@@ -59,22 +57,21 @@ def run_one(job: dict) -> dict:
         (row["iteration"] + 1, round(row["time/wall_s"], 1), row["compute/env_steps_total"], row["eval/success_sim"])
         for row in rows if row.get("eval/success_sim") is not None
     ]
-    return {**job, "summary": summary}
+    (Path(job["run_dir"]) / "bench_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return {key: value for key, value in job.items() if key != "config"} | {"summary": summary}
 
 
-def random_success(task: str, settings: list[str], episodes: int) -> float:
+def random_success(config, episodes: int) -> float:
     """Success rate of uniformly random actions on the evaluation seeds."""
     import dataclasses
 
     import numpy as np
 
-    from ast_robot.config import load_config
     from ast_robot.envs import make_env
     from ast_robot.train.curriculum import task_seed
     from ast_robot.train.evaluate import EVAL_SEED_STREAM
 
-    config = load_config(env=task, overrides=settings)
-    env = make_env(task, config.env, dataclasses.replace(config.randomization, enabled=False))
+    env = make_env(config.env.task, config.env, dataclasses.replace(config.randomization, enabled=False))
     rng = np.random.default_rng(0)
     successes = []
     for index in range(episodes):
@@ -89,6 +86,8 @@ def random_success(task: str, settings: list[str], episodes: int) -> float:
 
 
 def main() -> None:
+    from ast_robot.config import load_config
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["reach", "push"])
     parser.add_argument("--gates", nargs="+", default=["on", "off", "random"])
@@ -108,15 +107,18 @@ def main() -> None:
                 f"train.target_success={args.target}", *args.set]
     print("settings:", " ".join(settings))
     out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
+    # Configs are loaded once here, so every run uses the same resolved settings.
+    configs = {task: load_config(env=task, overrides=settings) for task in args.tasks}
     jobs = [
-        {"task": task, "gate": gate, "settings": settings, "device": args.device, "run_dir": str(out / f"{task}-{gate}")}
+        {"task": task, "gate": gate, "config": configs[task], "device": args.device,
+         "run_dir": str(out / f"{task}-{gate}")}
         for task in args.tasks for gate in args.gates
     ]
     started = time.perf_counter()
     with mp.get_context("spawn").Pool(min(args.parallel, len(jobs))) as pool:
         results = pool.map(run_one, jobs)
     total_s = time.perf_counter() - started
-    baselines = {task: random_success(task, settings, 20) for task in args.tasks}
+    baselines = {task: random_success(configs[task], 20) for task in args.tasks}
 
     header = (f"| task | gate | random-action success | time to {args.target:.0%} [s] | env steps to target "
               "| final success | best success | gradient steps | admitted steps | wall [s] |")

@@ -123,6 +123,8 @@ class RLTrainer:
     """Every component of an RL run; `run` executes the remaining iterations."""
 
     def __init__(self, config: Config, algo: str, run, real, device, *, workers: int | None):
+        import torch
+
         from ast_robot.rl.gated import EpisodeScorer
         from ast_robot.rl.wrappers import make_vec_env
 
@@ -135,6 +137,7 @@ class RLTrainer:
         self.workers = workers if workers is not None else self.cfg.workers
         self.real_log: str | None = None
 
+        torch.set_num_threads(self.cfg.torch_threads)  # small networks: more threads contend for cores
         rl = config.rl
         self.venv = make_vec_env(
             make_env_fns(config, rl.n_envs), history=config.policy.history, clip=config.policy.obs_clip,
