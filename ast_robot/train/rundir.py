@@ -10,6 +10,7 @@ Layout of ``runs/<name>/``:
     plots/gate.png       activation rate and threshold over iterations
     checkpoints/last.pt  state after the latest finished iteration
     checkpoints/best.pt  state with the best nominal sim success so far
+    checkpoints/best_policy.safetensors  that state's policy alone (`TransformerPolicy.load`)
 """
 
 from __future__ import annotations

@@ -373,6 +373,8 @@ class Trainer:
         save_checkpoint(state, self.run_dir.checkpoints / "last.pt")
         if improved:
             save_checkpoint(state, self.run_dir.checkpoints / "best.pt")
+            # The policy alone, in the format the ROS2 node and replay load.
+            self.policy.save(self.run_dir.checkpoints / "best_policy.safetensors")
         torch.set_grad_enabled(True)
         return row
 
@@ -501,6 +503,10 @@ class Trainer:
             "checkpoints": {
                 "last": str(self.run_dir.checkpoints / "last.pt"),
                 "best": str(self.run_dir.checkpoints / "best.pt") if self.best_iteration is not None else None,
+                "best_policy": (
+                    str(self.run_dir.checkpoints / "best_policy.safetensors")
+                    if self.best_iteration is not None else None
+                ),
             },
         }
 

@@ -48,7 +48,8 @@ def test_train_then_eval_from_cli(tmp_path, standin_logs, capsys, tiny_cli_args)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iterations_completed"] == 2
     assert summary["real_logs"]["episodes"] == 4
-    for name in ("checkpoints/last.pt", "checkpoints/best.pt", "plots/success.png", "plots/gate.png", "real_logs.json"):
+    for name in ("checkpoints/last.pt", "checkpoints/best.pt", "checkpoints/best_policy.safetensors",
+                 "plots/success.png", "plots/gate.png", "real_logs.json"):
         assert (run_dir / name).is_file(), name
 
     code = main(["--log-level", "WARNING", "eval", "--checkpoint", str(run_dir / "checkpoints/best.pt"),
