@@ -14,7 +14,8 @@ CIFAR-10 accuracy.
 Example (the CPU run recorded in BENCHMARKS.md):
 
     python scripts/bench_vision.py --train-count 4000 --test-count 1000 --epochs 10 \\
-        --target-accuracy 0.8 0.9 --seeds 0 1 --out bench_vision.json
+        --target-accuracy 0.8 0.9 --seeds 0 1 \\
+        --modes off on on-soft on-unbalanced on-soft-unbalanced random
 """
 
 from __future__ import annotations
