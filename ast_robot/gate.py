@@ -9,14 +9,21 @@ Every `update_every` decisions a PI controller moves the threshold. With r the s
 decisions that opened (probes included, because they spend compute too) and t the target rate:
 
     error     = r - t                                   (above target -> positive)
+    integral  = 0                                       (first, when error and integral have
+                                                         opposite signs)
     integral  = clip(integral + error, -L, L)           (skipped while the threshold sits at a
                                                          bound and the error pushes past it)
     threshold = clip(threshold + kp * error + ki * integral, min_threshold, max_threshold)
 
 so a rate above target RAISES the threshold. Errors with |error| < deadband change nothing.
-The proportional term acts on the threshold increment, so it already drives the long-run rate to
-the target for a fixed score distribution. The integral term removes the rate error that would
-otherwise persist while the score distribution drifts steadily.
+The proportional term acts on the threshold increment, so it already integrates the error once
+and drives the long-run rate to the target for a fixed score distribution. The integral term,
+added to the increment as well, integrates twice: it speeds up a long one-sided approach from a
+far initial threshold and reduces the lag while the score distribution drifts steadily. Summed
+over the whole approach, that second integral would carry the threshold far past the target, and
+the rate could then stay at 0 (or 1) for tens of updates. So the integral holds only the errors
+since the error last changed sign, which resets it at each crossing of the target, and it is
+clamped to [-L, L]. Right after a crossing the step is (kp + ki) * error.
 
 Modes give honest baselines: ``on`` gates by score, ``off`` opens everything, ``random`` opens
 each item with probability `target_rate` whatever its score. The controller runs only in ``on``.
@@ -255,6 +262,10 @@ class SundewGate:
         if abs(error) >= cfg.deadband:
             at_upper = self.threshold >= cfg.max_threshold and error > 0
             at_lower = self.threshold <= cfg.min_threshold and error < 0
+            if error * self.integral < 0.0:
+                # The error changed sign, so the rate crossed the target. Restart the integral,
+                # because what it summed on the approach would carry the threshold far past it.
+                self.integral = 0.0
             if not (at_upper or at_lower):
                 limit = cfg.integral_limit
                 self.integral = min(max(self.integral + error, -limit), limit)

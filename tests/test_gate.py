@@ -17,7 +17,11 @@ def make_cfg(**changes) -> GateConfig:
 
 
 class PlainLoopGate:
-    """Reference gate written as the textbook per-item loop, independent of the batch code."""
+    """Reference gate written as the textbook per-item loop, independent of the batch code.
+
+    With `anti_windup=False` the integral is a plain sum: no clamp, no skip at a bound and no
+    restart when the error changes sign.
+    """
 
     def __init__(self, cfg: GateConfig, seed: int, *, anti_windup: bool = True):
         self.cfg = cfg
@@ -49,8 +53,11 @@ class PlainLoopGate:
                 )
                 if not self.anti_windup:
                     self.integral += error
-                elif not pushing_past_bound:
-                    self.integral = min(max(self.integral + error, -cfg.integral_limit), cfg.integral_limit)
+                else:
+                    if (error > 0 and self.integral < 0) or (error < 0 and self.integral > 0):
+                        self.integral = 0.0
+                    if not pushing_past_bound:
+                        self.integral = min(max(self.integral + error, -cfg.integral_limit), cfg.integral_limit)
                 self.threshold += cfg.kp * error + cfg.ki * self.integral
                 self.threshold = min(max(self.threshold, cfg.min_threshold), cfg.max_threshold)
             self.history.append(self.threshold)
@@ -91,10 +98,15 @@ def test_pi_steps_match_hand_arithmetic():
     gate.decide(np.full(4, 0.9))
     assert gate.threshold == pytest.approx(0.575, abs=1e-12)
     assert gate.integral == pytest.approx(0.5, abs=1e-12)
-    # Step 2: none open -> error -0.5, integral 0.0, threshold 0.575 - 0.05 + 0.0 = 0.525.
+    # Step 2: none open -> error -0.5 changes sign, so the integral restarts at -0.5:
+    # threshold 0.575 - 0.05 - 0.025 = 0.5.
     gate.decide(np.full(4, 0.1))
-    assert gate.threshold == pytest.approx(0.525, abs=1e-12)
-    assert gate.integral == pytest.approx(0.0, abs=1e-12)
+    assert gate.threshold == pytest.approx(0.5, abs=1e-12)
+    assert gate.integral == pytest.approx(-0.5, abs=1e-12)
+    # Step 3: none open again -> integral -1.0, threshold 0.5 - 0.05 - 0.05 = 0.4.
+    gate.decide(np.full(4, 0.1))
+    assert gate.threshold == pytest.approx(0.4, abs=1e-12)
+    assert gate.integral == pytest.approx(-1.0, abs=1e-12)
 
 
 def test_deadband_ignores_small_errors():
@@ -211,6 +223,54 @@ def test_rate_converges_to_target(stream, target):
     for start in (0, third, 2 * third):
         settled = opened[start + third // 2:start + third]
         assert abs(settled.mean() - target) < 0.01, (stream, target, start, settled.mean())
+
+
+@pytest.mark.parametrize(
+    "stream, initial_threshold, target",
+    [("uniform", 0.5, 0.1), ("skewed", 0.0, 0.1), ("skewed", 0.9, 0.06)],
+)
+def test_no_overshoot_after_long_approach(stream, initial_threshold, target):
+    # Default gains, and an initial threshold far from the quantile that gives the target, so the
+    # integral fills up on the way there.
+    cfg = make_cfg(target_rate=target, initial_threshold=initial_threshold)
+    scores = STREAMS[stream](np.random.default_rng(123), 16_000)
+    population = np.sort(STREAMS[stream](np.random.default_rng(7), 400_000))
+    settled_threshold = np.quantile(population, 1.0 - target)
+    gate = SundewGate(cfg, seed=0)
+    opened = gate.decide(scores).open
+
+    history = gate.stats().threshold_history
+    # Threshold faced during each update's measurement window, and the rate measured over it.
+    faced = np.array([cfg.initial_threshold] + [h["threshold"] for h in history[:-1]])
+    rates = np.array([h["rate"] for h in history])
+    integrals = np.array([h["integral"] for h in history])
+    rising = initial_threshold < settled_threshold
+    crossed = faced >= settled_threshold if rising else faced <= settled_threshold
+    assert crossed.any()
+    cross = int(np.argmax(crossed))
+    assert np.abs(integrals[:cross + 1]).max() >= 1.0  # the approach was long enough to fill the integral
+
+    # Updates in a row that admitted nothing (rising) or everything (falling) after the crossing.
+    stuck_rate = 0.0 if rising else 1.0
+    longest = run = 0
+    for rate in rates[cross:]:
+        run = run + 1 if rate == stuck_rate else 0
+        longest = max(longest, run)
+    assert longest <= 8
+
+    update = cfg.update_every
+    after_crossing = opened[cross * update:(cross + 30) * update].mean()
+    assert abs(after_crossing - target) < 0.03
+
+    # True admission rate at the farthest threshold past the target within 100 updates. An
+    # integral summed over the whole approach pushes it to about 0 (rising) or 2-4x the target.
+    window = faced[cross:cross + 100]
+    farthest = window.max() if rising else window.min()
+    farthest_rate = 1.0 - np.searchsorted(population, farthest) / len(population)
+    if rising:
+        assert farthest_rate >= 0.4 * target
+    else:
+        assert farthest_rate <= 2.0 * target
 
 
 def test_drifting_scores_keep_rate_near_target():
