@@ -82,7 +82,8 @@ class EnvConfig:
         0.002, help="MuJoCo physics timestep", unit="s", low=1e-4, high=0.02
     )
     max_steps: int = param(
-        100, help="step limit per episode; reaching it truncates the episode", unit="control steps", low=1
+        100, help="step limit per episode; reaching it truncates the episode", unit="control steps", low=1,
+        high=1_000_000,
     )
     max_ee_speed_m_s: float = param(
         0.25, help="end-effector speed for a normalized action of 1", unit="m/s", low=0.0,
@@ -922,6 +923,7 @@ def load_config(
     if path is not None:
         data = _read_yaml_mapping(path)
         _record_sources(data, "", str(path), sources)
+        data = _with_task_defaults(data, path, sources)
 
     for item in overrides:
         key, value = parse_override(item)
@@ -930,6 +932,27 @@ def load_config(
         sources[key] = "--set"
 
     return config_from_dict(data, source_name=str(path) if path else "<defaults>", sources=sources)
+
+
+def _with_task_defaults(data: dict[str, Any], path: Path, sources: dict[str, str]) -> dict[str, Any]:
+    """Layer a partial config file over the packaged file of the task it names.
+
+    A file that sets ``env.task: reach`` and nothing else gets reach's defaults (its step limit,
+    for one), not the dataclass defaults, which are pick_place's.
+    """
+    env = data.get("env")
+    task = env.get("task") if isinstance(env, dict) else None
+    if task not in TASKS:
+        return data
+    task_path = task_config_path(task)
+    if path.resolve() == task_path.resolve():
+        return data
+    base = _read_yaml_mapping(task_path)
+    base_sources: dict[str, str] = {}
+    _record_sources(base, "", str(task_path), base_sources)
+    for key, source in base_sources.items():
+        sources.setdefault(key, source)
+    return _merge_mappings(base, data)
 
 
 def config_from_dict(
@@ -961,7 +984,7 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML: {error}") from error
     if data is None:
@@ -969,6 +992,36 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
     return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects a key written twice in one mapping.
+
+    Plain YAML loaders keep the last value, so a duplicated setting would silently win.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"the key {key!r} appears twice (first on line {seen[key].line + 1})", key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _merge_mappings(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `top` over `base`, returning a new dict."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_mappings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _record_sources(data: Any, prefix: str, name: str, sources: dict[str, str]) -> None:
@@ -1025,12 +1078,19 @@ def _unknown_key_error(
     close = difflib.get_close_matches(part, siblings, n=1, cutoff=0.6)
     if close:
         suggestion = f"{prefix}.{close[0]}" if prefix else close[0]
-    else:
-        leaves = [k for k in every_key if k.startswith(prefix)] if prefix else every_key
+    elif prefix:
+        leaves = [k for k in every_key if k.startswith(prefix + ".")]
         matches = difflib.get_close_matches(full_key, leaves, n=1, cutoff=0.0)
         suggestion = matches[0] if matches else None
+    else:
+        # At the top level, a near-miss of a whole key beats the nearest section name.
+        matches = difflib.get_close_matches(full_key, every_key, n=1, cutoff=0.6)
+        matches = matches or difflib.get_close_matches(part, siblings, n=1, cutoff=0.0)
+        suggestion = matches[0] if matches else None
     where = f"in section '{prefix}'" if prefix else "at the top level"
-    hint = f"; did you mean '{suggestion}'?" if suggestion else f"; valid keys: {', '.join(siblings)}"
+    hint = f"; did you mean '{suggestion}'?" if suggestion else ""
+    if not prefix:
+        hint += f" Valid sections: {', '.join(siblings)}."
     return ConfigError(f"{source}: unknown key '{full_key}' ('{part}' is not a key {where}){hint}")
 
 
@@ -1103,6 +1163,16 @@ class _Converter:
                 return self.sources[path]
             path = path.rpartition(".")[0]
         return self.source_name
+
+    def sources_under(self, path: str) -> str:
+        """Every source that set a key at or below `path`, e.g. ``reach.yaml and --set``."""
+        names = {
+            source for key, source in self.sources.items()
+            if not path or key == path or key.startswith(path + ".")
+        }
+        if not names:
+            return self.source_of(path)
+        return " and ".join(sorted(names, key=lambda name: (name == "--set", name)))
 
     def error(self, path: str, value: Any, expected: str) -> ConfigError:
         return ConfigError(f"{self.source_of(path)}: {path}: invalid value {value!r}; expected {expected}")
@@ -1216,8 +1286,8 @@ class _Converter:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.error(path, value, "a number")
             value = float(value)
-            if math.isnan(value):
-                raise self.error(path, value, "a number, not NaN")
+            if not math.isfinite(value):
+                raise self.error(path, value, "a finite number")
             self._check_range(value, path, meta)
             return value
         if tp is str:
@@ -1262,7 +1332,7 @@ def _run_checks(obj: Any, path: str, converter: _Converter) -> None:
         try:
             check(path)
         except ConfigError as error:
-            raise ConfigError(f"{converter.source_of(path)}: {error}") from None
+            raise ConfigError(f"{converter.sources_under(path)}: {error}") from None
 
 
 # ---------------------------------------------------------------------------------------------

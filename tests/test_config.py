@@ -119,7 +119,7 @@ def test_unknown_section_in_file(tmp_path):
         ("train.seed=1.5", r"train\.seed: invalid value 1\.5; expected an integer"),
         ("randomization.enabled=3", r"randomization\.enabled: invalid value 3; expected true or false"),
         ("env.control_hz=fast", r"env\.control_hz: invalid value 'fast'; expected a number"),
-        ("env.control_hz=.nan", r"env\.control_hz: invalid value nan; expected a number, not NaN"),
+        ("env.control_hz=.nan", r"env\.control_hz: invalid value nan; expected a finite number"),
         ("env.task=stack", r"env\.task: invalid value 'stack'; expected one of 'pick_place', 'reach', 'push'"),
         ("logs.robot=5", r"logs\.robot: invalid value 5; expected a string"),
         ("env=3", r"env: invalid value 3; expected a mapping"),
@@ -226,3 +226,42 @@ def test_resolve_packaged_path_with_configs_prefix():
     path = resolve_config_path("configs/pick_place.yaml")
     assert path.name == "pick_place.yaml"
     assert path.is_file()
+
+
+@pytest.mark.parametrize("override", ["env.control_hz=.inf", "env.max_ee_speed_m_s=-.inf"])
+def test_infinite_number_rejected(override):
+    with pytest.raises(ConfigError, match="expected a finite number"):
+        load_config(env="pick_place", overrides=[override])
+
+
+def test_huge_step_limit_rejected():
+    with pytest.raises(ConfigError, match=r"env\.max_steps: invalid value 99999999999999999999"):
+        load_config(env="pick_place", overrides=["env.max_steps=99999999999999999999"])
+
+
+def test_duplicate_key_in_file_rejected(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("gate:\n  target_rate: 0.1\n  target_rate: 0.2\n")
+    with pytest.raises(ConfigError, match=r"the key 'target_rate' appears twice \(first on line 2\)"):
+        load_config(path)
+
+
+def test_partial_file_gets_its_task_defaults(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("env:\n  task: reach\ntrain:\n  seed: 4\n")
+    config = load_config(path)
+    assert config.env.max_steps == load_config(env="reach").env.max_steps
+    assert config.train.seed == 4
+
+
+def test_cross_field_error_names_override_source():
+    with pytest.raises(ConfigError, match=r"pick_place\.yaml and --set: env: control_hz=30\.0"):
+        load_config(env="pick_place", overrides=["env.control_hz=30"])
+
+
+def test_unknown_section_suggests_only_sections(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("zzz:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'zzz'.*Valid sections: env, ") as error:
+        load_config(path)
+    assert "vision.lr" not in str(error.value)
