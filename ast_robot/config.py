@@ -854,7 +854,7 @@ class Config:
 
 
 def config_dir() -> Path:
-    """The packaged `configs/` directory (task files, robot maps, reality profiles)."""
+    """Return the packaged `configs/` directory (task files, robot maps, reality profiles)."""
     return Path(str(importlib.resources.files("ast_robot.configs")))
 
 
@@ -879,7 +879,7 @@ def resolve_config_path(path: str | Path) -> Path:
 
 
 def task_config_path(task: str) -> Path:
-    """The packaged YAML file of a task name."""
+    """Return the packaged YAML file of a task, or raise `ConfigError` for an unknown name."""
     if task not in TASKS:
         close = difflib.get_close_matches(task, TASKS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -907,7 +907,7 @@ def load_config(
 
     Raises:
         ConfigError: On a missing file, invalid YAML, an unknown key, a wrong type or an
-            out-of-range value; the message names the file, the key path and what is allowed.
+            out-of-range value. The message names the file, the key path and what is allowed.
     """
     if source is not None and env is not None:
         raise ConfigError("give either a config file or a task name, not both")
@@ -1095,7 +1095,7 @@ def _unknown_key_error(
 
 
 def all_keys(cls: type = None, prefix: str = "") -> list[str]:
-    """Every dotted key path of a config dataclass, sections and leaves."""
+    """List every dotted key path of a config dataclass, sections and leaves."""
     cls = Config if cls is None else cls
     keys = []
     for name, tp in _type_hints(cls).items():
@@ -1165,7 +1165,7 @@ class _Converter:
         return self.source_name
 
     def sources_under(self, path: str) -> str:
-        """Every source that set a key at or below `path`, e.g. ``reach.yaml and --set``."""
+        """Name every source that set a key at or below `path`, e.g. ``reach.yaml and --set``."""
         names = {
             source for key, source in self.sources.items()
             if not path or key == path or key.startswith(path + ".")
