@@ -296,6 +296,7 @@ def _add_vision_parser(subparsers) -> None:
         "--resume", metavar="RUN_DIR",
         help="continue a run from its last checkpoint, with the config saved in it",
     )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=_run_vision)
 
 
@@ -305,7 +306,7 @@ def _run_vision(args: argparse.Namespace) -> int:
     summary = run_vision(
         data_dir=args.data_dir, config_path=args.config, overrides=args.overrides, epochs=args.epochs,
         gate_mode=args.gate, device=args.device, run_dir=args.resume or args.run_dir,
-        resume=args.resume is not None,
+        resume=args.resume is not None, progress=not args.no_progress,
     )
     sys.stdout.write(
         f"run: {summary['run_dir']}\n"

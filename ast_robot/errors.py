@@ -67,3 +67,7 @@ class RolloutError(AstRobotError):
 
 class TrainError(AstRobotError):
     """A training run could not start, resume or continue."""
+
+
+class RunDirError(AstRobotError):
+    """A run directory cannot be used: it is not a directory, or it contains other files."""

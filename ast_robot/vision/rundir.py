@@ -25,6 +25,10 @@ from ast_robot.errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
+# Stored as "kind" in every vision checkpoint, so other loaders can tell it from a robot policy checkpoint.
+CHECKPOINT_KIND = "vision"
+# Files that a vision run writes after its first epoch. A folder with any of them contains a run.
+RUN_MARKERS = ("metrics.jsonl", "checkpoints/last.pt")
 
 
 class RunDirectory:
@@ -75,7 +79,7 @@ class RunDirectory:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".pt.tmp")
         try:
-            torch.save({"version": CHECKPOINT_VERSION, **state}, temporary)
+            torch.save({"kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, **state}, temporary)
             os.replace(temporary, path)
         except OSError as error:
             raise CheckpointError(f"{path}: cannot write the checkpoint: {error}") from error
@@ -85,18 +89,29 @@ class RunDirectory:
         """Read ``checkpoints/<name>.pt``.
 
         Raises:
-            CheckpointError: The file is missing, unreadable or from another checkpoint version.
+            CheckpointError: The file is missing, unreadable, not a vision checkpoint or from another
+                checkpoint version.
         """
         path = self.checkpoint_path(name)
         if not path.exists():
             raise CheckpointError(
-                f"{path}: no checkpoint to resume from; start the run without --resume"
+                f"{path}: not found, so {self.root} has no finished epoch to resume from; start a new "
+                "run without --resume in another --run-dir"
             )
         try:
             # The checkpoint holds only tensors, numbers, strings and containers of them.
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError, ValueError) as error:
             raise CheckpointError(f"{path}: cannot read the checkpoint: {error}") from error
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path}: not a vision checkpoint (contains a {type(state).__name__})")
+        # Checkpoints written before the kind marker existed have "version" but no "kind".
+        kind = state.get("kind", CHECKPOINT_KIND if "version" in state else None)
+        if kind != CHECKPOINT_KIND:
+            raise CheckpointError(
+                f"{path}: not a vision checkpoint; `ast-robot vision --resume` continues only runs "
+                "started by `ast-robot vision`"
+            )
         version = state.get("version")
         if version != CHECKPOINT_VERSION:
             raise CheckpointError(

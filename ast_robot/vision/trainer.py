@@ -35,11 +35,12 @@ from tqdm import tqdm
 from ast_robot.config import Config, config_to_dict, save_config
 from ast_robot.errors import CheckpointError, ConfigError
 from ast_robot.gate import SundewGate
+from ast_robot.run_directory import check_new_run_dir
 from ast_robot.significance import SignificanceInputs, SignificanceModel, rank_normalize
 from ast_robot.vision.augment import channel_stats, normalize, random_crop_flip, to_float
 from ast_robot.vision.data import NUM_CLASSES, Cifar10
 from ast_robot.vision.proxy import CnnProxy
-from ast_robot.vision.rundir import RunDirectory
+from ast_robot.vision.rundir import RUN_MARKERS, RunDirectory
 from ast_robot.vision.signals import CheapSignals, SampleMemory, cheap_signals
 from ast_robot.vision.vit import SparseViT
 
@@ -87,15 +88,19 @@ class VisionTrainer:
         device: Where both models, the images and the augmentation run.
         gate_mode: ``on`` (score and gate), ``off`` (every image updates the ViT) or ``random``
             (admit at the target rate by chance).
+        progress: Show a progress bar over each epoch's batches (when INFO logging is on).
     """
 
-    def __init__(self, config: Config, data: Cifar10, *, device: torch.device, gate_mode: str = "on"):
+    def __init__(
+        self, config: Config, data: Cifar10, *, device: torch.device, gate_mode: str = "on", progress: bool = True
+    ):
         if gate_mode not in GATE_MODES:
             raise ConfigError(f"gate mode {gate_mode!r} is not one of {', '.join(GATE_MODES)}")
         self.config = config
         self.cfg = config.vision
         self.device = torch.device(device)
         self.gate_mode = gate_mode
+        self.progress = progress
         self.seed = config.train.seed
 
         train = data.train.subset(self.cfg.train_subset)
@@ -364,7 +369,7 @@ class VisionTrainer:
 
         batches = range(0, self.num_train, self.cfg.batch_size)
         bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="batch", leave=False,
-                   disable=not logger.isEnabledFor(logging.INFO))
+                   disable=not (self.progress and logger.isEnabledFor(logging.INFO)))
         for start in bar:
             step = self.train_step(order[start : start + self.cfg.batch_size])
             if step["admitted"]:
@@ -558,16 +563,23 @@ def train_vision(
     device: torch.device,
     gate_mode: str = "on",
     resume: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Train for ``vision.epochs`` epochs, writing metrics and checkpoints under `run_dir`.
 
     With `resume`, the run continues from ``checkpoints/last.pt`` after the last finished epoch.
+    Without it, `run_dir` must be missing or empty. `progress` shows a per-epoch progress bar.
+
+    Raises:
+        RunDirError: `run_dir` is a file or a non-empty directory and `resume` is not set.
 
     Returns:
         The summary also written to ``summary.json``.
     """
     run = RunDirectory(run_dir)
-    trainer = VisionTrainer(config, data, device=device, gate_mode=gate_mode)
+    if not resume:
+        check_new_run_dir(run.root, run_markers=RUN_MARKERS)
+    trainer = VisionTrainer(config, data, device=device, gate_mode=gate_mode, progress=progress)
     if resume:
         path = run.checkpoint_path("last")
         trainer.load_state_dict(run.load_checkpoint("last"), source=str(path))
@@ -575,10 +587,6 @@ def train_vision(
         logger.info("resumed %s after epoch %d", run.root, trainer.epoch)
     else:
         run.create()
-        if run.metrics_path.exists():
-            raise CheckpointError(
-                f"{run.root} already contains a run; pass --resume to continue it or choose another --run-dir"
-            )
     save_config(config, run.config_path)
     logger.info(
         "vision run %s: %d training and %d test images, gate %s, device %s, ViT %.1f MFLOP and proxy "
@@ -633,6 +641,7 @@ def run_vision(
     device: str = "auto",
     run_dir: str | Path | None = None,
     resume: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Load the config and the dataset, then train; the entry point of ``ast-robot vision``.
 
@@ -641,7 +650,8 @@ def run_vision(
     finished run. The gate mode defaults to the checkpoint's on resume, else to ``gate.mode``.
 
     Raises:
-        ConfigError: A setting or the device is invalid, or `resume` is set without `run_dir`.
+        ConfigError: A setting, `epochs` or the device is invalid, or `resume` is set without `run_dir`.
+        RunDirError: `run_dir` is a file or a non-empty directory and `resume` is not set.
         DatasetError: The dataset directory or one of its files is missing or invalid.
         CheckpointError: The checkpoint cannot be resumed.
     """
@@ -654,9 +664,14 @@ def run_vision(
     if run_dir is None:
         run_dir = Path("runs") / time.strftime("vision-%Y%m%d-%H%M%S", time.gmtime())
     run = RunDirectory(run_dir)
+    if not resume:
+        # Checked before the dataset is read, so a wrong folder fails at once.
+        check_new_run_dir(run.root, run_markers=RUN_MARKERS)
 
     overrides = list(overrides)
     if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs {epochs}: invalid value; expected at least 1 epoch")
         overrides.append(f"vision.epochs={epochs}")
     if resume and config_path is None:
         if not run.config_path.exists():
@@ -675,4 +690,6 @@ def run_vision(
 
     # Every file is read and checked before training starts.
     data = load_cifar10(data_dir)
-    return train_vision(config, data, run_dir=run.root, device=torch_device, gate_mode=gate_mode, resume=resume)
+    return train_vision(
+        config, data, run_dir=run.root, device=torch_device, gate_mode=gate_mode, resume=resume, progress=progress
+    )

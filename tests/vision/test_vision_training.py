@@ -196,3 +196,70 @@ def test_class_balance_equalizes_admission(data):
     assert (balanced[50:] > 0.5).sum() == 25
     # Order within a class is kept.
     assert np.all(np.diff(balanced[:50]) > 0)
+
+
+def test_cli_vision_rejects_non_run_folder(data_dir, tmp_path, capsys):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("keep: 1\n")
+    (folder / "summary.json").write_text('{"keep": 1}\n')
+    settings = [arg for item in [*TINY, "vision.train_subset=100"] for arg in ("--set", item)]
+
+    assert main(["vision", "--data-dir", str(data_dir), "--run-dir", str(folder), *settings]) == 2
+
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"run directory {folder} is not empty" in err
+    assert "--run-dir" in err
+    assert "--resume" in err
+    assert (folder / "config.yaml").read_text() == "keep: 1\n"
+    assert (folder / "summary.json").read_text() == '{"keep": 1}\n'
+    assert sorted(path.name for path in folder.iterdir()) == ["config.yaml", "summary.json"]
+
+
+def test_train_vision_accepts_empty_folder(data, tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    train_vision(_config("vision.train_subset=100"), data, run_dir=folder, device=CPU)
+    assert RunDirectory(folder).checkpoint_path("last").exists()
+
+
+def test_cli_vision_zero_epochs_names_option(tmp_path, capsys):
+    assert main(["vision", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs 0" in err
+    assert "--set" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("hide", [False, True])
+def test_cli_vision_no_progress_hides_bar(data_dir, tmp_path, capsys, hide):
+    settings = [arg for item in [*TINY, "vision.train_subset=100"] for arg in ("--set", item)]
+    flags = ["--no-progress"] if hide else []
+    assert main(["vision", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run"), *settings, *flags]) == 0
+    # tqdm draws the bar on stderr with the description "epoch 1/1".
+    assert ("epoch 1/1:" in capsys.readouterr().err) is not hide
+
+
+def test_checkpoint_stores_vision_kind(tmp_path):
+    run = RunDirectory(tmp_path)
+    run.save_checkpoint("last", {"epoch": 1})
+    stored = torch.load(run.checkpoint_path("last"), weights_only=True)
+    assert stored["kind"] == "vision"
+    assert run.load_checkpoint("last")["epoch"] == 1
+
+
+def test_checkpoint_without_kind_still_loads(tmp_path):
+    run = RunDirectory(tmp_path)
+    run.checkpoint_path("last").parent.mkdir()
+    torch.save({"version": 1, "epoch": 3}, run.checkpoint_path("last"))
+    assert run.load_checkpoint("last")["epoch"] == 3
+
+
+def test_resume_rejects_robot_checkpoint(tmp_path):
+    from ast_robot.train.checkpoint import save_checkpoint
+
+    run = RunDirectory(tmp_path)
+    save_checkpoint({"iteration": 2}, run.checkpoint_path("last"))
+    with pytest.raises(CheckpointError, match="not a vision checkpoint"):
+        run.load_checkpoint("last")
