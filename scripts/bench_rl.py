@@ -20,6 +20,8 @@ import os
 import platform
 import subprocess
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 DEFAULT_SETTINGS = [
@@ -49,8 +51,13 @@ def run_one(job: dict) -> dict:
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
-    summary = train_rl(job["config"], algo="ppo", run_dir=job["run_dir"], gate_mode=job["gate"], workers=0,
-                       device=job["device"], progress=False)
+    name = {key: value for key, value in job.items() if key != "config"}
+    try:
+        summary = train_rl(job["config"], algo="ppo", run_dir=job["run_dir"], gate_mode=job["gate"], workers=0,
+                           device=job["device"], progress=False)
+    except Exception as error:  # one failed run should not lose the others' results
+        logging.exception("run %s/%s failed", job["task"], job["gate"])
+        return name | {"error": repr(error)}
     summary["process_wall_s"] = time.perf_counter() - started
     rows = [json.loads(line) for line in (Path(job["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     summary["success_curve"] = [
@@ -58,7 +65,7 @@ def run_one(job: dict) -> dict:
         for row in rows if row.get("eval/success_sim") is not None
     ]
     (Path(job["run_dir"]) / "bench_summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    return {key: value for key, value in job.items() if key != "config"} | {"summary": summary}
+    return name | {"summary": summary}
 
 
 def random_success(config, episodes: int) -> float:
@@ -115,8 +122,15 @@ def main() -> None:
         for task in args.tasks for gate in args.gates
     ]
     started = time.perf_counter()
-    with mp.get_context("spawn").Pool(min(args.parallel, len(jobs))) as pool:
-        results = pool.map(run_one, jobs)
+    # A process pool whose worker dies reports it (BrokenProcessPool) where multiprocessing.Pool would hang.
+    with ProcessPoolExecutor(min(args.parallel, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(run_one, job) for job in jobs]
+        results = []
+        for job, future in zip(jobs, futures):
+            try:
+                results.append(future.result())
+            except BrokenProcessPool as error:
+                results.append({"task": job["task"], "gate": job["gate"], "error": f"worker process died: {error}"})
     total_s = time.perf_counter() - started
     baselines = {task: random_success(configs[task], 20) for task in args.tasks}
 
@@ -126,6 +140,9 @@ def main() -> None:
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for result in results:
+        if "error" in result:
+            print(f"| {result['task']} | {result['gate']} | failed: {result['error']} |")
+            continue
         summary = result["summary"]
         target = summary["time_to_target"]
         totals = summary["totals"]
