@@ -338,14 +338,48 @@ def _add_logs_parser(subparsers) -> None:
     inspect.set_defaults(run=_run_logs_inspect)
 
 
-def _run_logs_inspect(args: argparse.Namespace) -> int:
-    from ast_robot.real_bridge.log_report import as_json, format_table, inspect_logs
+def _option_path(value: str, option: str):
+    """Resolve a file path given by `option` (a flag or config key) like a config path.
+
+    Raises:
+        ConfigError: The file does not exist; the message names the option and the path.
+    """
+    from ast_robot.config import resolve_config_path
+    from ast_robot.errors import ConfigError
+
+    try:
+        return resolve_config_path(value)
+    except ConfigError as error:
+        raise ConfigError(
+            f"{option}: file {value!r} does not exist (looked in the working directory and the packaged "
+            "configs directory)"
+        ) from error
+
+
+def _load_robot_map(value: str, option: str):
+    """Load the topic map `option` names, failing with the option and path when it is missing."""
     from ast_robot.real_bridge.topic_map import RobotMap
 
+    return RobotMap.load(_option_path(value, option))
+
+
+def _run_logs_inspect(args: argparse.Namespace) -> int:
+    from ast_robot.real_bridge.log_report import as_json, format_table, inspect_logs
+
     config = load_config_from_args(args)
-    robot_map = RobotMap.load(args.robot or config.logs.robot)
+    if args.robot:
+        robot_map = _load_robot_map(args.robot, "--robot")
+    else:
+        robot_map = _load_robot_map(config.logs.robot, "logs.robot")
     report = inspect_logs(args.path, robot_map, config.logs)
     sys.stdout.write(as_json(report) + "\n" if args.json else format_table(report))
+    if report.summary.bags_read == 0:
+        # The report above lists why each recording was skipped; a script must not read it as fine.
+        sys.stderr.write(
+            f"ast-robot: error: none of the {report.summary.bags_found} recording(s) under {args.path} "
+            "could be read; see the problems in the report\n"
+        )
+        return 2
     return 0
 
 
@@ -482,7 +516,8 @@ def _add_replay_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--sim", action="store_true",
-        help="replay the logged commands open loop in simulation and report the trajectory gap",
+        help="replay the logged commands open loop in simulation and report the trajectory gap (open loop, "
+        "the profile's noise and latency can turn a logged success into a miss)",
     )
     parser.add_argument(
         "--reality", default="configs/reality/standin.yaml",
@@ -497,17 +532,19 @@ def _run_replay(args: argparse.Namespace) -> int:
     import json
 
     from ast_robot.errors import ConfigError
-    from ast_robot.real_bridge.replay import format_report, format_sim_report, replay_in_sim, replay_logs
-    from ast_robot.real_bridge.topic_map import RobotMap
+    from ast_robot.real_bridge.replay import (
+        format_report, format_sim_report, replay_in_sim, replay_logs, sim_summary,
+    )
 
     config = load_config_from_args(args)
-    robot_map = RobotMap.load(args.robot)
+    robot_map = _load_robot_map(args.robot, "--robot")
     if args.sim:
-        reality = None if args.reality.lower() == "none" else args.reality
+        reality = None if args.reality.lower() == "none" else str(_option_path(args.reality, "--reality"))
         results, problems = replay_in_sim(args.logs, robot_map, config.env, reality=reality, logs_cfg=config.logs)
         if args.json:
             payload = {
                 "episodes": [dataclasses.asdict(item) for item in results],
+                "summary": sim_summary(results),
                 "problems": [problem.as_dict() for problem in problems],
             }
             sys.stdout.write(json.dumps(payload, indent=2) + "\n")

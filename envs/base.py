@@ -111,7 +111,8 @@ class GripperEnv(gymnasium.Env):
 
     Reset options: ``context`` (6 floats: object start xyz, goal xyz; the object's z is replaced
     by its half size so it rests on the table) and ``domain_params`` (a partial mapping of domain
-    parameters that replaces the sampled values).
+    parameters that replaces the sampled values) and ``tcp_start`` (3 floats: the TCP start
+    position in metres instead of a random one near home, e.g. to replay a logged episode).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -207,9 +208,9 @@ class GripperEnv(gymnasium.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         options = dict(options or {})
-        unknown = sorted(set(options) - {"context", "domain_params"})
+        unknown = sorted(set(options) - {"context", "domain_params", "tcp_start"})
         if unknown:
-            raise EnvError(f"unknown reset options {unknown}; supported: context, domain_params")
+            raise EnvError(f"unknown reset options {unknown}; supported: context, domain_params, tcp_start")
         rng = self.np_random
 
         params = self.randomizer.sample(rng)
@@ -241,6 +242,10 @@ class GripperEnv(gymnasium.Env):
         model.site_pos[self.scene.goal_site] = self.goal
 
         tcp = TCP_HOME_M + np.array([*rng.uniform(-0.03, 0.03, size=2), rng.uniform(-0.02, 0.02)])
+        if options.get("tcp_start") is not None:
+            tcp = np.asarray(options["tcp_start"], dtype=np.float64)
+            if tcp.shape != (3,) or not np.isfinite(tcp).all():
+                raise EnvError(f"reset option 'tcp_start' must be 3 finite numbers (TCP xyz in m), got shape {tcp.shape}")
         data.qpos[self._gripper_q] = tcp - TCP_HOME_M
         data.qpos[self._finger_q] = FINGER_OPEN_M
         data.act[self._gripper_act] = tcp - TCP_HOME_M

@@ -132,11 +132,31 @@ def _check_metadata(source: BagSource) -> int | None:
     if source.kind != "dir":
         return None
     path = source.path / "metadata.yaml"
+    hint = f"`ros2 bag reindex {source.path}` rewrites it"
     try:
         data = yaml.safe_load(path.read_text())
-        version = int(data["rosbag2_bagfile_information"]["version"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
-        raise BagSkipped("unreadable", f"invalid metadata.yaml ({error}); `ros2 bag reindex {source.path}` rewrites it") from error
+    except OSError as error:
+        raise BagSkipped("unreadable", f"cannot read {path}: {error.strerror or error}") from error
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise BagSkipped("unreadable", f"{path} is not valid YAML{line}; {hint}") from error
+    info = data.get("rosbag2_bagfile_information") if isinstance(data, dict) else None
+    if not isinstance(info, dict):
+        found = "a mapping without it" if isinstance(data, dict) else _yaml_kind(data)
+        raise BagSkipped(
+            "unreadable",
+            f"{path} must be a mapping with a 'rosbag2_bagfile_information' section, found {found}; {hint}",
+        )
+    try:
+        version = int(info["version"])
+    except KeyError as error:
+        raise BagSkipped("unreadable", f"{path} has no rosbag2_bagfile_information.version; {hint}") from error
+    except (TypeError, ValueError) as error:
+        raise BagSkipped(
+            "unreadable",
+            f"{path}: rosbag2_bagfile_information.version must be an integer, found {info['version']!r}; {hint}",
+        ) from error
     if version not in SUPPORTED_METADATA_VERSIONS:
         raise BagSkipped(
             "unsupported_version",
@@ -147,15 +167,43 @@ def _check_metadata(source: BagSource) -> int | None:
     return version
 
 
+def _yaml_kind(value) -> str:
+    """Return what a YAML document contains, with its article: "a string", "an empty file"."""
+    if value is None:
+        return "an empty file"
+    names = {str: "a string", list: "a list", int: "a number", float: "a number", bool: "a boolean"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _storage_files(source: BagSource) -> list[Path]:
+    """The storage files of `source`: itself, or those in its bag directory."""
+    if source.kind != "dir":
+        return [source.path]
+    try:
+        return sorted(path for path in source.path.iterdir() if path.suffix in (".mcap", ".db3"))
+    except OSError:
+        return []
+
+
 def _unreadable_message(source: BagSource, error: Exception) -> str:
-    text = f"cannot read {source.kind} recording: {error}"
-    if source.kind == "db3":
+    """Say why `source` cannot be opened and how an interrupted recording of its storage is repaired."""
+    reason = str(error).strip().rstrip(".") or type(error).__name__
+    files = _storage_files(source)
+    suffixes = {path.suffix for path in files}
+    kind = {".mcap": "MCAP", ".db3": "SQLite (.db3)"}.get(next(iter(suffixes)), "") if len(suffixes) == 1 else ""
+    text = f"cannot read {kind + ' ' if kind else ''}recording: {reason}"
+    if suffixes == {".db3"}:
+        bag_dir = source.path if source.kind == "dir" else source.path.parent
         return (
             f"{text}; a .db3 file from an interrupted recording may need `ros2 bag reindex "
-            f"{source.path.parent}`, otherwise the file is damaged"
+            f"{bag_dir}`, otherwise the file is damaged"
         )
-    if source.kind == "mcap":
-        return f"{text}; an MCAP file from an interrupted recording can be repaired with `mcap recover`"
+    if suffixes == {".mcap"}:
+        target = files[0] if len(files) == 1 else "FILE.mcap"
+        return (
+            f"{text}; an MCAP file from an interrupted recording can be repaired with "
+            f"`mcap recover {target} -o recovered.mcap`, otherwise the file is damaged"
+        )
     return text
 
 

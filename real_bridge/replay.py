@@ -10,8 +10,13 @@ Two modes:
   receive time the bridge node records, so a replay with the checkpoint that drove the robot
   reproduces its commands exactly.
 - `replay_in_sim` (open loop): the logged actions of each episode are replayed in simulation
-  under a physics profile, starting from the episode's context. The distance between the
-  simulated and the logged end-effector and object trajectories is the sim-to-real gap.
+  under a physics profile, starting from the episode's context and logged end-effector position.
+  The distance between the simulated and the logged end-effector and object trajectories is the
+  sim-to-real gap. Open loop, success labels need not match even under the profile that
+  recorded the logs: its action noise, sensor noise and latency are drawn anew.
+
+During a human intervention the logged command is the human's. Closed-loop replay feeds it to the
+core as the teleoperation input, and reports those steps apart from the policy steps and clamps.
 
 Errors are in normalized action units (linear velocity / `linear_scale_m_s`, gripper /
 `gripper_scale`), so the four dimensions compare on one scale.
@@ -64,14 +69,20 @@ class EpisodeReplay:
         mean_abs_error: Mean absolute error per dimension (`DIMENSIONS`), policy steps only.
         max_abs_error: Largest absolute error per dimension, policy steps only.
         exact_steps: Policy steps whose replayed command equals the logged one bit for bit.
-        clamped_share: Share of steps where the safety layer changed the requested command.
-        clamp_counts: Limit name -> steps it was active.
-        intervention_steps: Steps a human was in control (their commands are corrections and
-            are left out of the error and divergence).
-        correction_mean_abs_error: Mean absolute policy-vs-human difference per dimension on the
-            intervention steps, or None without interventions.
+        clamped_share: Share of policy steps where the safety layer changed the requested
+            command (a ``watchdog`` clamp is a step stopped for stale or non-finite observations).
+        clamp_counts: Limit name -> policy steps it was active.
+        intervention_steps: Steps a human was in control. The logged command there is the
+            human's, so it is fed to the replayed core as the teleoperation input. These steps are
+            left out of the error, the clamps and the divergence.
+        correction_mean_abs_error: Mean absolute difference per dimension between what the policy
+            would have sent and the logged human command on the intervention steps, or None
+            without interventions.
         first_divergence_step: First policy step whose error exceeds the threshold, or None.
         unsent_steps: Logged commands where the replayed core sent nothing (disarmed).
+        intervention_exact_steps: Intervention steps whose replayed velocity equals the logged
+            human command: the human's command passed the replayed safety layer unchanged.
+        intervention_clamp_counts: Limit name -> intervention steps it changed the human's command.
     """
 
     bag: str
@@ -87,6 +98,8 @@ class EpisodeReplay:
     correction_mean_abs_error: list[float] | None
     first_divergence_step: int | None
     unsent_steps: int = 0
+    intervention_exact_steps: int = 0
+    intervention_clamp_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def diverged(self) -> bool:
@@ -121,7 +134,9 @@ class ReplayReport:
                 "diverged": sum(item.diverged for item in self.episodes),
                 "policy_steps": total,
                 "exact_steps": sum(item.exact_steps for item in self.episodes),
-                "clamped_share": _weighted(self.episodes, "clamped_share", "steps"),
+                "intervention_steps": sum(item.intervention_steps for item in self.episodes),
+                "watchdog_steps": sum(item.clamp_counts.get("watchdog", 0) for item in self.episodes),
+                "clamped_share": _weighted(self.episodes, "clamped_share", "policy_steps"),
             },
             "problems": [problem.as_dict() for problem in self.problems],
         }
@@ -252,12 +267,15 @@ class _EpisodeAccumulator:
         self.clamps: list[dict[str, bool]] = []
         self.exact = 0
         self.unsent = 0
+        self.intervened = 0
+        self.intervention_exact = 0
+        self.intervention_clamps: list[dict[str, bool]] = []
         self.success: bool | None = None
 
     def finish(self, threshold: float) -> EpisodeReplay:
         errors = np.abs(np.array(self.errors, dtype=np.float64)).reshape(-1, len(DIMENSIONS))
         corrections = np.abs(np.array(self.corrections, dtype=np.float64)).reshape(-1, len(DIMENSIONS))
-        steps = len(self.errors) + len(self.corrections)
+        steps = len(self.errors) + self.intervened
         over = np.flatnonzero((errors > threshold).any(axis=1)) if len(errors) else np.array([], int)
         counts = {name: sum(flags[name] for flags in self.clamps) for name in CLAMP_NAMES}
         return EpisodeReplay(
@@ -270,7 +288,11 @@ class _EpisodeAccumulator:
             exact_steps=self.exact,
             clamped_share=float(np.mean([any(flags.values()) for flags in self.clamps])) if self.clamps else 0.0,
             clamp_counts=counts,
-            intervention_steps=len(self.corrections),
+            intervention_steps=self.intervened,
+            intervention_exact_steps=self.intervention_exact,
+            intervention_clamp_counts={
+                name: sum(flags[name] for flags in self.intervention_clamps) for name in CLAMP_NAMES
+            },
             correction_mean_abs_error=corrections.mean(axis=0).tolist() if len(corrections) else None,
             first_divergence_step=int(over[0]) if len(over) else None,
             unsent_steps=self.unsent,
@@ -297,6 +319,8 @@ def _replay_bag(
         elif kind == "event":
             current, next_index = _apply_event(payload, core, current, next_index, episodes, source, threshold)
         else:
+            if core.intervention:
+                _feed_logged_teleop(core, payload, grippers.get(t_ns), robot_map, t_ns)
             result = core.tick(t_ns)
             if current is None:
                 continue
@@ -307,18 +331,39 @@ def _replay_bag(
             scale = np.array([robot_map.linear_scale_m_s] * 3 + [robot_map.gripper_scale])
             replayed = np.append(result.command.linear_m_s, result.command.gripper * robot_map.gripper_scale)
             logged = np.append(payload, grippers.get(t_ns, np.nan))
+            if result.command.intervention:
+                # The human's command is the logged one; compare what the policy would have sent.
+                current.intervened += 1
+                current.intervention_clamps.append(result.command.clamps)
+                current.intervention_exact += bool(np.allclose(replayed[:3], logged[:3], rtol=0.0, atol=1e-9))
+                if result.action is not None:
+                    policy_command = np.append(
+                        result.action[:3] * robot_map.linear_scale_m_s, result.action[3] * robot_map.gripper_scale
+                    )
+                    if np.isnan(logged[3]):
+                        logged[3] = policy_command[3]
+                    current.corrections.append((policy_command - logged) / scale)
+                continue
             if np.isnan(logged[3]):
                 logged[3] = replayed[3]  # no gripper command logged: compare velocities only
-            error = (replayed - logged) / scale
+            current.errors.append((replayed - logged) / scale)
             current.clamps.append(result.command.clamps)
-            if result.command.intervention:
-                current.corrections.append(error)
-            else:
-                current.errors.append(error)
-                current.exact += bool(np.array_equal(replayed, logged))
+            current.exact += bool(np.array_equal(replayed, logged))
     if current is not None:
         episodes.append(current.finish(threshold))
     return episodes
+
+
+def _feed_logged_teleop(core: ControlCore, linear_m_s, gripper: float | None, robot_map: RobotMap, t_ns: int) -> None:
+    """Hand the logged command to the core as the human's teleoperation input at `t_ns`.
+
+    Logs rarely hold the teleoperation topic, and during an intervention the logged command is
+    the human's, so it stands in for it. Without it the core would see no teleoperation, stop the
+    robot as if an observation were stale and count a watchdog stop on every corrected step.
+    """
+    core.on_teleop(np.asarray(linear_m_s, dtype=np.float64), t_ns)
+    if gripper is not None and robot_map.gripper_scale:
+        core.on_teleop_gripper(float(gripper) / robot_map.gripper_scale)
 
 
 def _apply_event(text, core, current, next_index, episodes, source, threshold):
@@ -380,7 +425,8 @@ def format_report(report: ReplayReport) -> str:
         f"{summary['episodes']} episodes, {summary['diverged']} diverged (error > "
         f"{report.divergence_threshold:g} normalized units), {summary['exact_steps']} of "
         f"{summary['policy_steps']} policy steps reproduced exactly, "
-        f"{summary['clamped_share']:.1%} of steps clamped by the safety layer"
+        f"{summary['clamped_share']:.1%} of policy steps clamped by the safety layer "
+        f"({summary['watchdog_steps']} watchdog stops), {summary['intervention_steps']} human intervention steps"
     )
     for problem in report.problems:
         lines.append(f"problem: {problem}")
@@ -429,12 +475,16 @@ def replay_in_sim(
 ) -> tuple[list[SimReplay], list[Problem]]:
     """Replay the logged actions of every episode under `path` open loop in simulation.
 
-    Each episode resets the simulator with its context (object start and goal), then steps the
-    logged normalized actions. The simulation stops early if its episode ends first.
+    Each episode resets the simulator with its context (object start and goal) and the logged
+    first end-effector position, then steps every logged normalized action; the success label is
+    read after the last one, as when the episode was recorded. The simulation stops early if its
+    episode ends first.
 
-    NOTE: the simulator still draws its own start position of the end effector (within a few
-    cm of home), so `ee_rmse_m` includes that offset; `ee_path_rmse_m` removes it. Open loop, a
-    small offset can also turn a logged grasp into a miss, which shows in the object gap.
+    Open loop, the replay does not reproduce a logged success reliably even under the profile
+    that recorded it: the profile's action noise, sensor noise and latency are drawn anew, the
+    object's start yaw is not logged (the replay starts it at 0), and the logged start position
+    holds the proprioception noise. A grasp that closed with a few millimetres to spare can miss.
+    `SIM_REPLAY_NOTE` says so in the reports.
 
     Args:
         path: Logs to read with `load_episodes`.
@@ -469,14 +519,20 @@ def replay_in_sim(
 
 
 def _replay_episode_in_sim(env, episode, seed: int) -> SimReplay:
-    obs, info = env.reset(seed=seed, options={"context": episode.context})
-    sim_ee = [obs["proprio"][:3]]
-    sim_object = [obs["object"][:3]]
+    options = {"context": episode.context}
+    start_m = np.asarray(episode.obs["proprio"][0, :3], dtype=np.float64)
+    if np.isfinite(start_m).all():
+        # Without it the simulator draws its own start within a few cm of home, and the
+        # open-loop motion misses the object by that offset.
+        options["tcp_start"] = start_m
+    obs, info = env.reset(seed=seed, options=options)
+    sim_ee, sim_object = [], []
     success = bool(info["is_success"])
-    for action in episode.actions[:-1]:
-        obs, _reward, terminated, truncated, info = env.step(np.clip(action, -1.0, 1.0))
+    # obs[t] is what the robot saw before action[t]; success is judged after the last action.
+    for action in episode.actions:
         sim_ee.append(obs["proprio"][:3])
         sim_object.append(obs["object"][:3])
+        obs, _reward, terminated, truncated, info = env.step(np.clip(action, -1.0, 1.0))
         success = bool(info["is_success"])
         if terminated or truncated:
             break
@@ -503,6 +559,27 @@ def _replay_episode_in_sim(env, episode, seed: int) -> SimReplay:
     )
 
 
+SIM_REPLAY_NOTE = (
+    "open-loop replay: the profile's action noise, sensor noise and latency are drawn anew and the "
+    "object's start yaw is not logged, so a logged success can fail in sim (and the reverse) "
+    "without any bug; compare the trajectory gaps, not only the success counts"
+)
+"""Why open-loop success in sim can differ from the logged label; printed with every sim report."""
+
+
+def sim_summary(results: list[SimReplay]) -> dict:
+    """Counts of a `replay_in_sim` run: episodes, logged and simulated successes, agreement."""
+    labelled = [item for item in results if item.success_logged is not None]
+    return {
+        "episodes": len(results),
+        "success_logged": sum(bool(item.success_logged) for item in results),
+        "success_sim": sum(item.success_sim for item in results),
+        "success_agree": sum(item.success_sim == item.success_logged for item in labelled),
+        "labelled": len(labelled),
+        "note": SIM_REPLAY_NOTE,
+    }
+
+
 def format_sim_report(results: list[SimReplay], problems: list[Problem]) -> str:
     """Format `replay_in_sim` results as a text table."""
     header = (
@@ -523,6 +600,12 @@ def format_sim_report(results: list[SimReplay], problems: list[Problem]) -> str:
             f"{len(results)} episodes: mean end-effector RMS gap {np.mean([r.ee_rmse_m for r in results]):.4f} m, "
             f"mean object RMS gap {np.nanmean([r.object_rmse_m for r in results]):.4f} m"
         )
+        summary = sim_summary(results)
+        lines.append(
+            f"success: {summary['success_logged']} logged, {summary['success_sim']} in sim; "
+            f"labels agree on {summary['success_agree']} of {summary['labelled']}"
+        )
+        lines.append(f"note: {SIM_REPLAY_NOTE}")
     for problem in problems:
         lines.append(f"problem: {problem}")
     return "\n".join(lines) + "\n"

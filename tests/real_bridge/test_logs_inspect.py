@@ -75,7 +75,7 @@ def test_inspect_reports_undecodable_type(tmp_path, capsys):
     code = main(["logs", "inspect", str(tmp_path / "bag"), "--robot", str(robot_map)])
 
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 2  # the only bag cannot be decoded with this map
     assert "[undecodable]" in out
     assert "has type geometry_msgs/msg/WrenchStamped, but robot map" in out
 
