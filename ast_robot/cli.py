@@ -127,15 +127,13 @@ def _add_train_parser(subparsers) -> None:
 
 
 def _run_train_rl(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ast_robot.errors import TrainError
     from ast_robot.rl import train_rl
 
     if args.rollout != "local" or args.ray_address is not None:
         raise TrainError(f"--algo {args.algo} steps its environments itself; drop --rollout and --ray-address")
     config = load_config_from_args(args)
-    run_dir = Path("runs") / args.run_name if args.run_name else args.run_dir
+    run_dir = _run_dir_from_args(args)
     summary = train_rl(
         config, algo=args.algo, real_log=args.real_log, run_dir=run_dir, resume=args.resume, device=args.device,
         gate_mode=args.gate, workers=args.workers, progress=not args.no_progress,
@@ -172,15 +170,32 @@ def _ray_backend(args: argparse.Namespace, config):
     return RayPool(config.env, config.randomization, config.policy, workers, address=args.ray_address)
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _run_dir_from_args(args: argparse.Namespace):
+    """The run directory named by --run-name (a single folder under runs/) or --run-dir."""
     from pathlib import Path
 
+    from ast_robot.errors import RunDirError
+
+    if args.run_name is None:
+        return args.run_dir
+    name = args.run_name
+    if not name.strip():
+        raise RunDirError("--run-name is empty; give a folder name such as reach-baseline")
+    if name in (".", "..") or "/" in name or "\\" in name:
+        raise RunDirError(
+            f"--run-name {name!r} is not a plain folder name; it names a folder under runs/ and may "
+            "not contain '/' or be '.' or '..' (use --run-dir for another location)"
+        )
+    return Path("runs") / name
+
+
+def _run_train(args: argparse.Namespace) -> int:
     from ast_robot.train.trainer import train
 
     config = load_config_from_args(args)
     if args.resume and (args.overrides or args.gate):
         logger.warning("--set and --gate are ignored with --resume: the run continues with its saved config")
-    run_dir = Path("runs") / args.run_name if args.run_name else args.run_dir
+    run_dir = _run_dir_from_args(args)
     backend = _ray_backend(args, config)
     try:
         summary = train(

@@ -26,7 +26,8 @@ import numpy as np
 
 from ast_robot.config import Config, config_from_dict, config_to_dict
 from ast_robot.episode import Episode
-from ast_robot.errors import CheckpointError, TrainError
+from ast_robot.errors import AstRobotError, CheckpointError, ConfigError, TrainError
+from ast_robot.run_directory import check_new_run_dir
 from ast_robot.train.checkpoint import load_checkpoint, save_checkpoint
 from ast_robot.train.curriculum import CurriculumSampler, expert_share, task_seed
 from ast_robot.train.evaluate import evaluate
@@ -73,6 +74,31 @@ def train(
         gate_mode=gate_mode, workers=workers,
     )
     return trainer.run(backend=backend, progress=progress)
+
+
+def check_run_inputs(config: Config, *, real_log: str | Path | None = None) -> None:
+    """Check every file the run reads later, so a bad path fails before the first iteration.
+
+    These are the reality profile of the final evaluation (``train.eval_reality``) and, with real
+    logs, the robot map (``logs.robot``).
+
+    Raises:
+        ConfigError: A file is missing or invalid; the message names the config key.
+    """
+    from ast_robot.envs.randomization import load_reality_profile
+
+    if config.train.eval_reality is not None:
+        try:
+            load_reality_profile(config.train.eval_reality)
+        except ConfigError as error:
+            raise ConfigError(f"train.eval_reality: {error}") from error
+    if real_log is not None:
+        from ast_robot.real_bridge.logs import resolve_robot_map
+
+        try:
+            resolve_robot_map(None, config.logs)
+        except AstRobotError as error:
+            raise ConfigError(f"logs.robot: {error}") from error
 
 
 class _InterruptFlag:
@@ -178,13 +204,10 @@ class Trainer:
 
         if gate_mode is not None:
             config = dataclasses.replace(config, gate=dataclasses.replace(config.gate, mode=gate_mode))
-        real = load_real_data(real_log, config) if real_log is not None else None
         run = RunDir(run_dir if run_dir is not None else default_run_dir(config.env.task))
-        if (run.checkpoints / "last.pt").exists():
-            raise TrainError(
-                f"run directory {run.path} already contains a checkpoint; continue it with --resume "
-                f"{run.path} or choose another --run-dir"
-            )
+        check_new_run_dir(run.path, run_markers=("checkpoints/last.pt", "metrics.jsonl"))
+        check_run_inputs(config, real_log=real_log)
+        real = load_real_data(real_log, config) if real_log is not None else None
         run.create(config)
         if real is not None:
             real.write_report(run.path / "real_logs.json")
@@ -205,6 +228,7 @@ class Trainer:
                 "same logs or start a new run"
             )
         real_log = saved_log if real_log is None else real_log
+        check_run_inputs(config, real_log=real_log)
         real = load_real_data(real_log, config) if real_log is not None else None
         trainer = cls(config, run, real, device, workers=workers)
         trainer.real_log = str(Path(real_log).resolve()) if real_log is not None else None
