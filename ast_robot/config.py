@@ -380,7 +380,10 @@ class GateConfig:
         0.25, help="share of episodes admitted to the large model", low=0.0, high=1.0,
         low_inclusive=False,
     )
-    initial_threshold: float = param(0.5, help="score threshold before the first controller update")
+    initial_threshold: float | None = param(
+        None, help="score threshold before the first controller update; null sets it at the first "
+        "decided batch to that batch's (1 - target_rate) score quantile (0.5 for a one-item batch)",
+    )
     temperature: float = param(
         0.0, help="0 opens when score > threshold; above 0 opens with probability "
         "sigmoid((score - threshold) / temperature)", low=0.0,
@@ -420,7 +423,9 @@ class GateConfig:
                 f"{path}: min_threshold={self.min_threshold} must be below "
                 f"max_threshold={self.max_threshold}"
             )
-        if not self.min_threshold <= self.initial_threshold <= self.max_threshold:
+        if self.initial_threshold is not None and not (
+            self.min_threshold <= self.initial_threshold <= self.max_threshold
+        ):
             raise ConfigError(
                 f"{path}: initial_threshold={self.initial_threshold} is outside "
                 f"[min_threshold, max_threshold] = [{self.min_threshold}, {self.max_threshold}]"

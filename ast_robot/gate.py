@@ -25,11 +25,23 @@ the rate could then stay at 0 (or 1) for tens of updates. So the integral holds 
 since the error last changed sign, which resets it at each crossing of the target, and it is
 clamped to [-L, L]. Right after a crossing the step is (kp + ki) * error.
 
+The threshold starts at `initial_threshold`. When that is None (a warm start), the first batch
+decided in mode ``on`` sets it to the score quantile that admits the target rate of that batch.
+That is the (1 - t) quantile without probes. With probe rate p it is the (1 - (t - p) / (1 - p))
+quantile, so rule openings plus probes make t. With temperature 0 and distinct scores the first batch then opens the target share
+up to rounding to whole items. A quantile of one score says nothing about the distribution, so a
+one-item first decision keeps the fallback threshold 0.5 instead; either way the warm start is
+then done and the controller takes over. Without a warm start the controller starts from a fixed
+guess and needs many updates to reach the scores' real range, admitting far from the target
+meanwhile.
+
 Modes give honest baselines: ``on`` gates by score, ``off`` opens everything, ``random`` opens
 each item with probability `target_rate` whatever its score. The controller runs only in ``on``.
 
 Every item consumes two uniform draws from the gate's generator whatever the mode, so deciding a
 batch at once and deciding the same items one at a time (`decide_one`) give identical results.
+The warm start is the exception, because it needs the whole first batch: with a None
+`initial_threshold` the two agree from the second call on, given the same first call.
 """
 
 from __future__ import annotations
@@ -60,6 +72,8 @@ REASONS: tuple[str, ...] = (
 _CODE = {name: code for code, name in enumerate(REASONS)}
 _REASON_ARRAY = np.array(REASONS, dtype=object)
 _STATE_VERSION = 1
+FALLBACK_THRESHOLD = 0.5
+"""Threshold before a warm start, and after one that saw a single item."""
 
 
 @dataclass
@@ -146,7 +160,10 @@ class SundewGate:
         self.cfg = cfg
         self.seed = int(seed)
         self.rng = np.random.default_rng(seed)
-        self.threshold = float(cfg.initial_threshold)
+        # A None initial threshold is set from the first decided batch (see `_warm_start`).
+        self.warm_start_pending = cfg.initial_threshold is None and cfg.mode == "on"
+        initial = FALLBACK_THRESHOLD if cfg.initial_threshold is None else cfg.initial_threshold
+        self.threshold = min(max(float(initial), cfg.min_threshold), cfg.max_threshold)
         self.integral = 0.0
         self.last_error: float | None = None
         self.last_rate: float | None = None
@@ -177,6 +194,8 @@ class SundewGate:
         """
         scores, costs = self._check_inputs(scores, costs)
         n = len(scores)
+        if self.warm_start_pending and n > 0:
+            self._warm_start(scores)
         start_threshold = self.threshold
         # Two draws per item in every mode keep batch and one-at-a-time decisions identical.
         draws = self.rng.random((n, 2))
@@ -209,6 +228,23 @@ class SundewGate:
         """
         decision = self.decide(np.array([score], dtype=np.float64), np.array([cost], dtype=np.float64))
         return bool(decision.open[0]), REASONS[int(decision.reason_codes[0])]
+
+    def _warm_start(self, scores: np.ndarray) -> None:
+        """Set the threshold so the rule plus probes would admit the target share of `scores` (N,)."""
+        cfg = self.cfg
+        self.warm_start_pending = False
+        if len(scores) < 2:
+            logger.info("gate warm start saw one item; keeping threshold %.4f", self.threshold)
+            return
+        # Probes open a share probe_rate of the items the rule skips, so the rule itself must
+        # open (t - p) / (1 - p) of them for the total to be t.
+        rule_share = (cfg.target_rate - cfg.probe_rate) / (1.0 - cfg.probe_rate)
+        quantile = float(np.quantile(scores, 1.0 - rule_share))
+        self.threshold = min(max(quantile, cfg.min_threshold), cfg.max_threshold)
+        logger.info(
+            "gate warm start: threshold %.4f from the %.3f score quantile of %d items",
+            self.threshold, 1.0 - rule_share, len(scores),
+        )
 
     def _decide_on(
         self, scores: np.ndarray, u_open: np.ndarray, u_probe: np.ndarray
@@ -373,6 +409,7 @@ class SundewGate:
         return {
             "version": _STATE_VERSION,
             "threshold": self.threshold,
+            "warm_start_pending": self.warm_start_pending,
             "integral": self.integral,
             "last_error": self.last_error,
             "last_rate": self.last_rate,
@@ -411,6 +448,8 @@ class SundewGate:
             )
 
         self.threshold = float(state["threshold"])
+        # States written before the warm start existed came from a numeric initial threshold.
+        self.warm_start_pending = bool(state.get("warm_start_pending", False))
         self.integral = float(state["integral"])
         self.last_error = state.get("last_error")
         self.last_rate = state.get("last_rate")

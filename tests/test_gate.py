@@ -13,7 +13,12 @@ from ast_robot.gate import REASONS, SundewGate
 
 
 def make_cfg(**changes) -> GateConfig:
-    return dataclasses.replace(GateConfig(), **changes)
+    """Default gate settings with a fixed initial threshold of 0.5 unless `changes` set one.
+
+    Most tests follow the controller from a known threshold; the warm-start tests pass
+    initial_threshold=None themselves.
+    """
+    return dataclasses.replace(GateConfig(), **{"initial_threshold": 0.5, **changes})
 
 
 class PlainLoopGate:
@@ -346,7 +351,7 @@ def test_random_mode_ignores_score_values(score_value):
     # 5 standard deviations of a binomial share at n = 40000.
     assert abs(decision.open.mean() - 0.1) < 5 * math.sqrt(0.1 * 0.9 / 40_000)
     assert set(decision.reasons) == {"random_open", "random_skip"}
-    assert gate.threshold == GateConfig().initial_threshold
+    assert gate.threshold == 0.5
 
 
 def test_random_mode_ignores_score_order():
@@ -440,6 +445,125 @@ def test_load_state_dict_rejects_incomplete_state():
     del state["rng"]
     with pytest.raises(GateError, match=r"missing keys \['rng'\]"):
         gate.load_state_dict(state)
+
+
+# -- warm start -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", [0.1, 0.25, 0.5])
+@pytest.mark.parametrize("n", [10, 64, 500])
+@pytest.mark.parametrize("low, high", [(0.0, 1.0), (0.02, 0.2), (0.7, 0.75)])
+def test_warm_start_opens_target_share_of_first_batch(target, n, low, high):
+    # No controller update inside the batch, so every item faces the warm-start threshold.
+    cfg = make_cfg(initial_threshold=None, target_rate=target, update_every=n + 1)
+    scores = np.random.default_rng(n).uniform(low, high, n)
+    decision = SundewGate(cfg, seed=0).decide(scores)
+    assert decision.threshold == pytest.approx(np.quantile(scores, 1.0 - target))
+    # Distinct scores: the share is off by at most one item's rounding.
+    assert abs(decision.n_open - target * n) <= 1.0
+
+
+def test_warm_start_on_narrow_scores():
+    scores = np.random.default_rng(3).uniform(0.02, 0.2, 64)
+    fixed = SundewGate(make_cfg(), seed=0).decide(scores)
+    warm = SundewGate(make_cfg(initial_threshold=None), seed=0).decide(scores)
+    assert fixed.n_open == 0  # 0.5 is above every score; the controller needs many updates
+    assert abs(warm.n_open / 64 - 0.25) <= 0.1  # controller updates inside the batch move it a little
+
+
+def test_warm_start_counts_probes_toward_target():
+    cfg = make_cfg(initial_threshold=None, target_rate=0.25, probe_rate=0.1, update_every=30_001)
+    scores = np.random.default_rng(4).random(30_000)
+    decision = SundewGate(cfg, seed=5).decide(scores)
+    # Rule share (0.25 - 0.1) / 0.9; probes fill the rest. 5 binomial standard deviations.
+    assert decision.threshold == pytest.approx(np.quantile(scores, 1.0 - 0.15 / 0.9))
+    assert abs(decision.open.mean() - 0.25) < 5 * math.sqrt(0.25 * 0.75 / 30_000)
+
+
+@pytest.mark.parametrize("initial", [0.5, 0.3])
+def test_numeric_initial_threshold_is_used_as_given(initial):
+    cfg = make_cfg(initial_threshold=initial, update_every=50)
+    scores = np.random.default_rng(6).uniform(0.0, 0.2, 200)
+    gate = SundewGate(cfg, seed=0)
+    assert gate.threshold == initial
+    decision = gate.decide(scores)
+    assert decision.threshold == initial
+    assert np.all(decision.thresholds[:50] == initial)
+    assert not gate.warm_start_pending
+
+
+def test_single_item_first_decision_keeps_fallback_threshold():
+    gate = SundewGate(make_cfg(initial_threshold=None), seed=0)
+    assert gate.decide_one(0.05) == (False, "below_threshold")
+    assert not gate.warm_start_pending
+    decision = gate.decide(np.random.default_rng(0).uniform(0.0, 0.1, 8))
+    assert decision.threshold == 0.5  # no second warm start
+
+
+def test_empty_batch_does_not_use_up_warm_start():
+    gate = SundewGate(make_cfg(initial_threshold=None, update_every=101), seed=0)
+    gate.decide(np.zeros(0))
+    assert gate.warm_start_pending
+    scores = np.linspace(0.0, 0.1, 100)
+    assert gate.decide(scores).threshold == pytest.approx(np.quantile(scores, 0.75))
+
+
+@pytest.mark.parametrize("mode", ["off", "random"])
+def test_warm_start_only_in_mode_on(mode):
+    gate = SundewGate(make_cfg(initial_threshold=None, mode=mode), seed=0)
+    gate.decide(np.random.default_rng(0).uniform(0.0, 0.1, 100))
+    assert gate.threshold == 0.5
+
+
+def test_streaming_matches_batch_after_warm_start():
+    cfg = make_cfg(initial_threshold=None, temperature=0.03, probe_rate=0.02, update_every=9)
+    rng = np.random.default_rng(2)
+    first, rest = rng.random(40), rng.random(500)
+    batch_gate, stream_gate = SundewGate(cfg, seed=4), SundewGate(cfg, seed=4)
+    batch_gate.decide(first)
+    stream_gate.decide(first)
+    decision = batch_gate.decide(rest)
+    streamed = [stream_gate.decide_one(float(s)) for s in rest]
+    assert np.array_equal(decision.open, [o for o, _ in streamed])
+    assert batch_gate.threshold == stream_gate.threshold
+
+
+@pytest.mark.parametrize("warm_started", [False, True])
+def test_state_round_trip_keeps_warm_start_flag(warm_started):
+    cfg = make_cfg(initial_threshold=None, update_every=13)
+    rng = np.random.default_rng(1)
+    gate = SundewGate(cfg, seed=7)
+    if warm_started:
+        gate.decide(rng.uniform(0.0, 0.2, 100))
+    state = json.loads(json.dumps(gate.state_dict()))
+    assert state["warm_start_pending"] is not warm_started
+
+    restored = SundewGate(cfg, seed=999)
+    restored.load_state_dict(state)
+    assert restored.warm_start_pending is not warm_started
+    # Scores far from the first batch's: a second warm start would show in the threshold.
+    scores = rng.uniform(0.6, 0.9, 300)
+    original = gate.decide(scores)
+    again = restored.decide(scores)
+    assert original.threshold == again.threshold
+    assert np.array_equal(original.open, again.open)
+    assert gate.stats().as_metrics() == restored.stats().as_metrics()
+
+
+def test_state_without_warm_start_key_loads_as_done():
+    gate = SundewGate(make_cfg(initial_threshold=None), seed=0)
+    gate.decide(np.random.default_rng(0).random(50))
+    state = gate.state_dict()
+    del state["warm_start_pending"]
+    restored = SundewGate(make_cfg(initial_threshold=None), seed=0)
+    restored.load_state_dict(state)
+    assert not restored.warm_start_pending
+
+
+def test_config_default_is_warm_start():
+    assert GateConfig().initial_threshold is None
+    assert config_from_dict({"gate": {"initial_threshold": None}}).gate.initial_threshold is None
+    assert config_from_dict({"gate": {"initial_threshold": 0.4}}).gate.initial_threshold == 0.4
 
 
 # -- bad input --------------------------------------------------------------------------------
