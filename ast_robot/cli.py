@@ -224,6 +224,7 @@ def _add_eval_parser(subparsers) -> None:
     parser.add_argument("--reality", help="reality profile YAML (default: the run's train.eval_reality)")
     parser.add_argument("--episodes", type=int, help="episodes per setting (default: train.eval_episodes)")
     parser.add_argument("--workers", type=int, help="rollout processes (default: the run's train.workers)")
+    parser.add_argument("--env", help="task the checkpoint must have been trained on (default: not checked)")
     parser.set_defaults(run=_run_eval)
 
 
@@ -233,7 +234,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from ast_robot.train.policy_io import evaluate_checkpoint
 
     results = evaluate_checkpoint(
-        args.checkpoint, reality=args.reality, episodes=args.episodes, workers=args.workers
+        args.checkpoint, reality=args.reality, episodes=args.episodes, workers=args.workers, task=args.env
     )
     sys.stdout.write(json.dumps(results, indent=2) + "\n")
     return 0

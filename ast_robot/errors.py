@@ -71,3 +71,11 @@ class TrainError(AstRobotError):
 
 class RunDirError(AstRobotError):
     """A run directory cannot be used: it is not a directory, or it contains other files."""
+
+
+class StandinError(AstRobotError, ValueError):
+    """A stand-in robot recording cannot start: bad counts, output path or checkpoint."""
+
+
+class EvalError(AstRobotError, ValueError):
+    """An evaluation cannot run with the given settings."""

@@ -78,26 +78,60 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
         raise CheckpointError(f"could not write checkpoint {path}: {error}") from error
 
 
+EXPECTED = "a robot checkpoint written by `ast-robot train` (RUN_DIR/checkpoints/last.pt or best.pt)"
+"""What `load_checkpoint` reads, as error messages name it."""
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint written by `save_checkpoint`.
 
     Raises:
-        CheckpointError: When the file is missing, unreadable or of another format version.
+        CheckpointError: When the file is missing, a directory, empty, not a torch file, a vision
+            or policy-only checkpoint, or of another format version. The message is one line that
+            says what the file is and what is expected instead.
     """
+    import zipfile
+
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        hint = ""
+        for name in ("best.pt", "last.pt"):
+            for candidate in (path / "checkpoints" / name, path / name):
+                if candidate.is_file():
+                    hint = f" such as {candidate}"
+                    break
+            if hint:
+                break
+        raise CheckpointError(f"checkpoint {path} is a directory; expected {EXPECTED}{hint}")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
+        raise CheckpointError(f"checkpoint {path} not found; expected {EXPECTED}")
+    if path.suffix == ".safetensors":
+        raise CheckpointError(
+            f"checkpoint {path} is a policy-only safetensors file without the run's environment "
+            f"settings; expected {EXPECTED}: pass best.pt from the same checkpoints folder"
+        )
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); expected {EXPECTED}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"checkpoint {path} is not a file written by torch.save; expected {EXPECTED}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for damaged files
-        raise CheckpointError(f"could not read checkpoint {path}: {error}") from error
+        reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise CheckpointError(
+            f"could not read checkpoint {path} ({reason}); expected {EXPECTED}"
+        ) from error
+    if isinstance(raw, dict) and raw.get("kind") == "vision":
+        raise CheckpointError(
+            f"checkpoint {path} is a vision model checkpoint from `ast-robot vision train`; expected {EXPECTED}"
+        )
     state = decode(raw)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(
             f"checkpoint {path} has format {found!r}, expected {CHECKPOINT_FORMAT}; it was written "
-            "by another version of ast-robot"
+            f"by another version of ast-robot or is not {EXPECTED}"
         )
     return state

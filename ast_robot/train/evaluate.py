@@ -15,6 +15,7 @@ import numpy as np
 
 from ast_robot.config import resolve_config_path
 from ast_robot.episode import Episode
+from ast_robot.errors import EvalError
 from ast_robot.train.curriculum import task_seed
 from ast_robot.train.workers import RolloutBackend, RolloutTask
 
@@ -55,6 +56,8 @@ def evaluate(
     (mean summed reward) and ``length_<setting>`` (mean control steps) for the settings `sim`,
     `randomized` and, with `reality`, `reality`.
     """
+    if episodes < 1:
+        raise EvalError(f"evaluation needs at least 1 episode per setting, got {episodes}")
     settings = eval_settings(reality)
     tasks = []
     for setting_index, setting in enumerate(settings):

@@ -41,11 +41,13 @@ class SupervisorSettings:
 class CheckpointController:
     """Drives the robot with a trained policy from a training checkpoint."""
 
-    def __init__(self, checkpoint: str | Path):
-        from ast_robot.train.checkpoint import load_checkpoint
-        from ast_robot.train.policy_io import policy_from_checkpoint
+    def __init__(self, checkpoint: str | Path, *, task: str | None = None):
+        from ast_robot.train.policy_io import check_checkpoint_task, load_robot_checkpoint, policy_from_checkpoint
 
-        self.policy, self.history = policy_from_checkpoint(load_checkpoint(checkpoint))
+        state = load_robot_checkpoint(checkpoint)
+        if task is not None:
+            check_checkpoint_task(state, task, checkpoint)
+        self.policy, self.history = policy_from_checkpoint(state)
         self._obs: dict[str, list[np.ndarray]] = {name: [] for name in OBS_GROUPS}
 
     def reset(self) -> None:
@@ -136,15 +138,26 @@ def record_standin(
     from ast_robot.real_bridge.topic_map import RobotMap
     from ast_robot.real_bridge.writer import EpisodeWriter
 
+    from ast_robot.errors import StandinError
+
+    if episodes < 1:
+        raise StandinError(f"--episodes must be at least 1, got {episodes}")
+    if episodes_per_bag < 1:
+        raise StandinError(f"--episodes-per-bag must be at least 1, got {episodes_per_bag}")
     settings = settings or SupervisorSettings()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise StandinError(f"--out {out} is a file; the bags need a directory (a new or existing folder)")
+    controller = CheckpointController(checkpoint, task=config.env.task) if checkpoint is not None else None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StandinError(f"cannot create the output directory --out {out}: {error.strerror or error}") from error
     reality_path = None if reality is None else str(resolve_config_path(reality))
     robot_map = RobotMap.load(resolve_config_path(config.logs.robot))
     env = make_env(config.env.task, config.env, config.randomization, reality=reality_path)
     mistake_prob = settings.mistake_prob if checkpoint is None else 0.0
     expert = make_expert(config.env.task, env, mistake_prob=mistake_prob, mistake_steps=settings.mistake_steps)
-    controller = CheckpointController(checkpoint) if checkpoint is not None else None
     rng = np.random.default_rng([seed, 0x5DA])
     actor = SupervisedActor(expert, controller, settings, rng)
 

@@ -37,8 +37,19 @@ def test_missing_checkpoint_named(tmp_path):
 def test_damaged_checkpoint_rejected(tmp_path):
     path = tmp_path / "bad.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="could not read checkpoint"):
+    with pytest.raises(CheckpointError, match="not a file written by torch.save"):
         load_checkpoint(path)
+
+
+def test_zip_that_is_no_checkpoint_rejected_in_one_line(tmp_path):
+    import zipfile
+
+    path = tmp_path / "archive.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    with pytest.raises(CheckpointError, match="could not read checkpoint") as caught:
+        load_checkpoint(path)
+    assert "\n" not in str(caught.value)
 
 
 def test_other_format_rejected(tmp_path):

@@ -47,7 +47,8 @@ def test_bad_eval_reality_fails_before_training(tmp_path, capsys, tiny_cli_args)
                   f"train.eval_reality={tmp_path / 'missing.yaml'}")
     err = capsys.readouterr().err
     assert code == 2
-    assert "train.eval_reality" in err and "missing.yaml" in err
+    assert "train.eval_reality" in err
+    assert "missing.yaml" in err
     assert not (tmp_path / "run").exists()
 
 
@@ -59,3 +60,123 @@ def test_bad_robot_map_fails_before_training(tmp_path, standin_logs, capsys, tin
     assert code == 2
     assert "nomap.yaml" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def reach_checkpoint(tmp_path_factory):
+    """A robot checkpoint of an untrained tiny reach policy, in the layout training writes."""
+    from ast_robot.config import config_to_dict, load_config
+    from ast_robot.policy import TransformerPolicy
+    from ast_robot.train.checkpoint import save_checkpoint
+
+    config = load_config(env="reach", overrides=["policy.d_model=16", "policy.layers=1", "policy.heads=2",
+                                                 "policy.history=4", "env.max_steps=10", "train.workers=0"])
+    path = tmp_path_factory.mktemp("reach_run") / "checkpoints" / "best.pt"
+    save_checkpoint({"config": config_to_dict(config), "policy": TransformerPolicy(config.policy).state_dict(),
+                     "iteration": 1}, path)
+    return path
+
+
+def _one_error_line(capsys):
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (["--episodes-per-bag", "0"], "--episodes-per-bag must be at least 1"),
+    (["--episodes-per-bag", "-1"], "--episodes-per-bag must be at least 1"),
+    (["--episodes", "0"], "--episodes must be at least 1"),
+    (["--episodes", "-1"], "--episodes must be at least 1"),
+])
+def test_record_standin_bad_counts(tmp_path, capsys, options, expected):
+    code = main(["record-standin", "--out", str(tmp_path / "logs"), *options])
+    assert code == 2
+    assert expected in _one_error_line(capsys)
+    assert not (tmp_path / "logs").exists()
+
+
+def test_record_standin_out_is_a_file(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    code = main(["record-standin", "--out", str(target), "--episodes", "1"])
+    assert code == 2
+    assert "is a file" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("episodes", ["0", "-1"])
+def test_eval_rejects_no_episodes(reach_checkpoint, capsys, episodes):
+    code = main(["eval", "--checkpoint", str(reach_checkpoint), "--episodes", episodes])
+    assert code == 2
+    assert "--episodes must be at least 1" in _one_error_line(capsys)
+    assert capsys.readouterr().out == ""
+
+
+def test_eval_vision_checkpoint(tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "vision.pt"
+    torch.save({"kind": "vision", "version": 1, "model": {"w": torch.zeros(2)}}, path)
+    assert main(["eval", "--checkpoint", str(path)]) == 2
+    line = _one_error_line(capsys)
+    assert "vision model checkpoint" in line
+    assert "checkpoints/last.pt or best.pt" in line
+
+
+def test_eval_safetensors_points_to_best_pt(tmp_path, capsys):
+    from ast_robot.config import load_config
+    from ast_robot.policy import TransformerPolicy
+
+    path = tmp_path / "best_policy.safetensors"
+    TransformerPolicy(load_config(env="reach", overrides=["policy.d_model=16", "policy.layers=1",
+                                                          "policy.heads=2"]).policy).save(path)
+    assert main(["eval", "--checkpoint", str(path)]) == 2
+    assert "pass best.pt" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"", "is empty (0 bytes)"),
+    (b"this is not a checkpoint at all" * 10, "is not a file written by torch.save"),
+])
+def test_eval_unreadable_pt(tmp_path, capsys, content, expected):
+    path = tmp_path / "ck.pt"
+    path.write_bytes(content)
+    assert main(["eval", "--checkpoint", str(path)]) == 2
+    line = _one_error_line(capsys)
+    assert expected in line
+    assert "ast-robot train" in line
+
+
+def test_eval_pickle_with_code_is_one_line(tmp_path, capsys):
+    import argparse
+
+    import torch
+
+    path = tmp_path / "code.pt"
+    torch.save({"format": 1, "thing": argparse.Namespace(a=1)}, path)
+    assert main(["eval", "--checkpoint", str(path)]) == 2
+    assert "could not read checkpoint" in _one_error_line(capsys)
+
+
+def test_eval_directory_names_checkpoint_inside(reach_checkpoint, capsys):
+    run_dir = reach_checkpoint.parent.parent
+    assert main(["eval", "--checkpoint", str(run_dir)]) == 2
+    line = _one_error_line(capsys)
+    assert "is a directory" in line
+    assert str(reach_checkpoint) in line
+
+
+def test_checkpoint_of_other_task_is_refused(tmp_path, reach_checkpoint, capsys):
+    code = main(["record-standin", "--env", "pick_place", "--out", str(tmp_path / "logs"), "--episodes", "1",
+                 "--checkpoint", str(reach_checkpoint)])
+    assert code == 2
+    line = _one_error_line(capsys)
+    assert "'reach'" in line
+    assert "'pick_place'" in line
+    assert not (tmp_path / "logs").exists()
+    assert main(["eval", "--env", "push", "--checkpoint", str(reach_checkpoint)]) == 2
+    line = _one_error_line(capsys)
+    assert "'reach'" in line
+    assert "'push'" in line
