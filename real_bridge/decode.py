@@ -111,7 +111,7 @@ def read_bag(source: BagSource, robot_map: RobotMap) -> BagData:
     """Open `source` and decode every mapped topic.
 
     Raises:
-        BagSkipped: The recording cannot be opened or has no messages.
+        BagSkipped: The recording cannot be opened, has no messages, or a message cannot be decoded.
         LogReadError: A mapped topic has a type that cannot be decoded or lacks the fields its
             role needs. The message names the bag, topic and type, and how to register it.
     """
@@ -291,11 +291,14 @@ def _decode_messages(source: BagSource, reader: Reader, mapped: dict[str, list],
                 padded[connection.topic] = padded.get(connection.topic, 0) + 1
             append_row(fetch(message))
             append_log(log_ns)
-    except Exception as error:  # rosbags raises struct, index and serde errors on bad data
+    except Exception as error:  # rosbags raises struct, index, overflow and serde errors on bad data
+        # Damaged message bytes spoil this recording only, so the bag is skipped and the others load.
         where = f"a message on topic {connection.topic} of type {connection.msgtype}" if connection else "the messages"
-        raise LogReadError(
-            f"bag {source.path}: cannot deserialize {where} ({type(error).__name__}: {error}); the stored "
-            "data does not match its definition"
+        raise BagSkipped(
+            "undecodable",
+            f"cannot deserialize {where} ({type(error).__name__}: {error}); the stored data does not "
+            "match its definition, so the recording is damaged",
+            topic=connection.topic if connection else None,
         ) from error
     return padded
 

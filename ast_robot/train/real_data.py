@@ -85,20 +85,20 @@ def load_real_data(real_log: str | Path, config: Config) -> RealData:
 
     problems = list(result.problems)
     skipped = [bag for bag in result.bags if bag.data is None or not bag.episodes]
+    for bag in skipped:
+        reasons = "; ".join(p.message for p in bag.problems) or "no episode found"
+        logger.warning("%s: no episode, left out: %s", bag.source.path, reasons)
+    if not result.episodes:
+        first = f"; first problem: {problems[0]}" if problems else ""
+        raise TrainError(
+            f"--real-log {path}: none of the {len(result.bags)} bags contains a usable episode "
+            f"({result.summary}){first}. Check the bags with 'ast-robot logs inspect', or train without --real-log"
+        )
     if skipped:
         logger.warning(
             "%s: %d of %d bags gave no episode and are left out; training on the %d episodes of the "
             "others (details in the run's real_logs.json)",
             path, len(skipped), len(result.bags), len(result.episodes),
-        )
-        for bag in skipped:
-            reasons = "; ".join(p.message for p in bag.problems) or "no episode found"
-            logger.warning("  %s: %s", bag.source.path, reasons)
-    if not result.episodes:
-        first = f"; first problem: {problems[0]}" if problems else ""
-        raise TrainError(
-            f"--real-log {path}: no usable episode in any bag ({result.summary}){first}. "
-            "Check the bags with 'ast-robot logs inspect', or train without --real-log"
         )
 
     feedback = RealFeedbackIndex.from_episodes(result.episodes, config.significance)
