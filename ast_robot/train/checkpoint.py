@@ -79,7 +79,7 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
 
 
 EXPECTED = "a robot checkpoint written by `ast-robot train` (RUN_DIR/checkpoints/last.pt or best.pt)"
-"""What `load_checkpoint` reads, as error messages name it."""
+"""Description of the files `load_checkpoint` reads, used in its error messages."""
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -87,8 +87,8 @@ def load_checkpoint(path: str | Path) -> dict:
 
     Raises:
         CheckpointError: When the file is missing, a directory, empty, not a torch file, a vision
-            or policy-only checkpoint, or of another format version. The message is one line that
-            says what the file is and what is expected instead.
+            or policy-only checkpoint, or of another format version. The one-line message
+            names what the file is and what is expected instead.
     """
     import zipfile
 

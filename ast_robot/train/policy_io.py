@@ -17,16 +17,16 @@ def config_from_checkpoint(state: dict) -> Config:
 
 
 def load_robot_checkpoint(path: str | Path) -> dict:
-    """Read a training checkpoint that holds a config and policy weights.
+    """Read a training checkpoint that contains a config and policy weights.
 
     Raises:
-        CheckpointError: The file is not such a checkpoint; the message says what it is.
+        CheckpointError: The file is not such a checkpoint; the message names what it is.
     """
     from ast_robot.train.checkpoint import EXPECTED, load_checkpoint
 
     state = load_checkpoint(path)
     if "config" not in state or "policy" not in state:
-        raise CheckpointError(f"checkpoint {path} holds no config or policy weights; expected {EXPECTED}")
+        raise CheckpointError(f"checkpoint {path} is missing the config or the policy weights; expected {EXPECTED}")
     return state
 
 
