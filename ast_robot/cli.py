@@ -255,12 +255,23 @@ def _add_record_standin_parser(subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the episodes and mistakes (default: 0)")
     parser.add_argument("--episodes-per-bag", type=int, default=5, help="episodes per bag (default: 5)")
+    parser.add_argument(
+        "--ros", action="store_true",
+        help="drive the stand-in through ROS2: the stand-in robot node and the bridge node run in this "
+        "process, the bridge records one bag per episode (needs the ros extra and --checkpoint)",
+    )
+    parser.add_argument(
+        "--robot", default="configs/robots/standin.yaml",
+        help="topic map of the stand-in robot for --ros (default: configs/robots/standin.yaml)",
+    )
     parser.set_defaults(run=_run_record_standin)
 
 
 def _run_record_standin(args: argparse.Namespace) -> int:
     from ast_robot.train.standin import record_standin
 
+    if args.ros:
+        return _run_record_standin_ros(args)
     config = load_config_from_args(args)
     summary = record_standin(
         args.out, config, episodes=args.episodes, seed=args.seed, checkpoint=args.checkpoint,
@@ -268,6 +279,32 @@ def _run_record_standin(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(
         f"recorded {summary['episodes']} episodes in {len(summary['bags'])} bags under {args.out}: "
+        f"{summary['successes']} successes, {summary['episodes_with_interventions']} with interventions\n"
+    )
+    return 0
+
+
+def _run_record_standin_ros(args: argparse.Namespace) -> int:
+    """Record the stand-in robot through the ROS2 topics and the bridge node's safety layer."""
+    from ast_robot.errors import StandinError
+
+    if not args.checkpoint:
+        raise StandinError("record-standin --ros needs --checkpoint: the bridge node runs a trained policy")
+    if args.episodes < 1:
+        raise StandinError(f"--episodes {args.episodes}: invalid value; expected at least 1 episode")
+    # Imported first, so a missing 'ros' extra is reported before the checkpoint is loaded.
+    from ast_robot.real_bridge.standin_robot import SupervisorSettings, record_standin_ros
+    from ast_robot.real_bridge.topic_map import RobotMap
+
+    config = load_config_from_args(args)
+    robot_map = RobotMap.load(args.robot)
+    policy, history = _load_policy(args.checkpoint, robot_map)
+    summary = record_standin_ros(
+        args.out, config, policy, history_steps=history, episodes=args.episodes, robot_map=robot_map,
+        reality=args.reality, seed=args.seed, supervisor=SupervisorSettings(),
+    )
+    sys.stdout.write(
+        f"recorded {summary['episodes']} episodes through ROS2 under {args.out}: "
         f"{summary['successes']} successes, {summary['episodes_with_interventions']} with interventions\n"
     )
     return 0
