@@ -475,6 +475,10 @@ class PolicyConfig:
     obs_clip: float = param(
         5.0, help="clip of normalized observations", unit="standard deviations", low=0.0, low_inclusive=False
     )
+    action_squash: Literal["clip", "tanh"] = param(
+        "clip", help="map from the Gaussian action mean to an action in [-1, 1]: clip, or tanh as "
+        "SAC's actor does (SAC runs set tanh)"
+    )
     proxy_hidden: int = param(32, help="hidden width of the proxy MLP", low=1)
 
     def check(self, path: str) -> None:

@@ -233,6 +233,12 @@ class PolicyBase(nn.Module):
 
     # -- deployment ----------------------------------------------------------------------------
 
+    def action_from_mean(self, mean: Tensor) -> Tensor:
+        """Map Gaussian means (..., 4) to actions in [-1, 1] by `cfg.action_squash` (clip or tanh)."""
+        if self.cfg.action_squash == "tanh":
+            return torch.tanh(mean)
+        return mean.clamp(-1.0, 1.0)
+
     def act(
         self, obs_history: dict[str, np.ndarray], *, return_stats: bool = False
     ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, dict[str, float]]:
@@ -244,14 +250,15 @@ class PolicyBase(nn.Module):
             return_stats: Also return ``hidden_norm`` and ``action_std`` as floats.
 
         Returns:
-            The action mean clipped to [-1, 1], float32 (4,), and its standard deviation,
+            The action mean mapped to [-1, 1] (see `action_from_mean`), float32 (4,), and its
+            standard deviation,
             float32 (4,); with return_stats, also the stats dict.
         """
         history = self.cfg.history
         obs, pad_mask = history_to_batch(obs_history, history, self.device)
         with torch.inference_mode():
             output = self(obs, pad_mask)
-        action = output.mean[0].clamp(-1.0, 1.0).cpu().numpy().astype(np.float32)
+        action = self.action_from_mean(output.mean[0]).cpu().numpy().astype(np.float32)
         std = output.log_std[0].exp().cpu().numpy().astype(np.float32)
         if not return_stats:
             return action, std

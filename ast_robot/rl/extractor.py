@@ -8,9 +8,9 @@ transformer's own Gaussian head, so the trained network becomes a plain `Transfo
 that `ast-robot eval`, replay and the ROS2 node run without SB3:
 
 - PPO: action mean = ``action_net(features)``, a state-independent ``log_std``; exact.
-- SAC: the actor's Gaussian mean before the tanh squashing becomes the mean; the exported
-  policy clips it to [-1, 1] where SAC's deterministic action is ``tanh(mean)``. The two agree
-  in sign and saturate alike, but differ in between (tanh(0.5) = 0.46).
+- SAC: the actor's Gaussian mean before the tanh squashing becomes the mean, and SAC runs set
+  ``policy.action_squash: tanh``, so the exported policy acts with ``tanh(mean)`` like SAC's
+  deterministic action; exact.
 
 Observations reach the extractor already normalized by `VecObservationNormalize`, so the
 transformer's own normalizer is replaced by a pass-through while training; the export writes the

@@ -173,6 +173,10 @@ class RLTrainer:
 
         if gate_mode is not None:
             config = dataclasses.replace(config, gate=dataclasses.replace(config.gate, mode=gate_mode))
+        if algo == "sac" and config.policy.action_squash != "tanh":
+            # SAC's deterministic action is tanh of its Gaussian mean; the exported policy must match.
+            logger.info("SAC run: setting policy.action_squash=tanh")
+            config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, action_squash="tanh"))
         real = load_real_data(real_log, config) if real_log is not None else None
         run = RunDir(run_dir if run_dir is not None else default_run_dir(config.env.task))
         if (run.checkpoints / "last.pt").exists():

@@ -183,7 +183,7 @@ class DaggerActor:
         with torch.inference_mode():
             output = self.policy(obs, pad_mask)
             stats = self.policy.step_stats(output, label)
-        action = output.mean[0].clamp(-1.0, 1.0).numpy().astype(np.float32)
+        action = self.policy.action_from_mean(output.mean[0]).numpy().astype(np.float32)
         return action, {key: float(stats[key][0]) for key in STEP_STAT_KEYS}
 
 

@@ -117,3 +117,31 @@ def test_bridge_and_replay_load_the_checkpoint(trained):
     assert action.shape == (4,)
     assert np.all(np.abs(action) <= 1.0)
     assert np.all(std > 0)
+
+
+def test_exported_sac_policy_matches_sb3_actor(tmp_path):
+    """A SAC checkpoint acts with tanh of its Gaussian mean, as SAC's deterministic actor does."""
+    from ast_robot.config import load_config
+    from ast_robot.rl.trainer import RLTrainer
+    from ast_robot.train.checkpoint import load_checkpoint
+    from ast_robot.train.policy_io import policy_from_checkpoint
+    from ast_robot.train.workers import LocalProcessPool
+    from tests.rl.conftest import TINY
+
+    torch.set_num_threads(1)
+    config = load_config(env="reach", overrides=TINY)
+    trainer = RLTrainer.create(config, algo="sac", real_log=None, run_dir=tmp_path / "run", resume=None,
+                               device="cpu", gate_mode="off", workers=0)
+    try:
+        with LocalProcessPool(config.env, config.randomization, config.policy, workers=0) as pool:
+            trainer.run_iteration(pool, time.perf_counter())
+        policy, history = policy_from_checkpoint(load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt"))
+        assert policy.cfg.action_squash == "tanh"
+        raw = _raw_batch(history)
+        groups = {name: torch.from_numpy(raw[name]) for name in OBS_GROUPS}
+        with torch.no_grad():
+            ours = policy.action_from_mean(policy(groups, torch.from_numpy(raw["pad_mask"] > 0.5)).mean).numpy()
+        actions, _ = trainer.model.predict(trainer.venv.normalize(raw), deterministic=True)
+        np.testing.assert_allclose(ours, actions, atol=1e-5)
+    finally:
+        trainer.venv.close()
