@@ -19,8 +19,7 @@ Actions (float32, shape (T, 4)), normalized to [-1, 1]: end-effector velocity co
 gripper command (-1 open, +1 closed). The scale to m/s lives in the task config.
 
 The context vector (float32, shape (6,)) is the object start position xyz followed by the goal
-position xyz, in metres; it is what matches a simulated episode to real episodes of the same
-situation.
+position xyz, in metres. It matches a simulated episode to real episodes of the same situation.
 """
 
 from __future__ import annotations
@@ -185,14 +184,14 @@ class Episode:
             if bad_steps.any():
                 step = int(np.flatnonzero(bad_steps)[0])
                 raise EpisodeError(
-                    f"episode {self.id}: {name} holds NaN or Inf at step {step}; mark the step in "
+                    f"episode {self.id}: {name} contains NaN or Inf at step {step}; mark the step in "
                     f"`missing['{group}']` or set the 'nan_sensor' flag"
                 )
         for name in ("actions", "timestamps", "context"):
             if not np.isfinite(getattr(self, name)).all():
-                raise EpisodeError(f"episode {self.id}: {name} holds NaN or Inf")
+                raise EpisodeError(f"episode {self.id}: {name} contains NaN or Inf")
         if self.action_labels is not None and not np.isfinite(self.action_labels).all():
-            raise EpisodeError(f"episode {self.id}: action_labels holds NaN or Inf")
+            raise EpisodeError(f"episode {self.id}: action_labels contains NaN or Inf")
 
     # -- views -----------------------------------------------------------------------------
 
@@ -222,7 +221,7 @@ class Episode:
         return float(force.max()) if force.size else None
 
     def stacked_obs(self) -> np.ndarray:
-        """All groups concatenated in `OBS_GROUPS` order, float32 (T, sum of widths)."""
+        """Concatenate all groups in `OBS_GROUPS` order into float32 (T, sum of widths)."""
         return np.concatenate([self.obs[name] for name in OBS_GROUPS], axis=1)
 
     def replace(self, **changes) -> Episode:

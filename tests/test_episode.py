@@ -47,7 +47,7 @@ def test_nan_rejected_unless_marked():
     obs = dict(make_episode().obs)
     obs["force"] = obs["force"].copy()
     obs["force"][2, 0] = np.nan
-    with pytest.raises(EpisodeError, match=r"obs\['force'\] holds NaN or Inf at step 2"):
+    with pytest.raises(EpisodeError, match=r"obs\['force'\] contains NaN or Inf at step 2"):
         make_episode(obs=obs)
     marked = make_episode(obs=obs, missing={"force": np.arange(5) == 2})
     assert marked.missing["force"][2]

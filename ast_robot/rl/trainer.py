@@ -394,29 +394,9 @@ class RLTrainer:
         self.time_to_target = state["time_to_target"]
 
     def summary(self, *, interrupted: bool) -> dict:
-        return {
-            "run_dir": str(self.run_dir.path),
-            "algo": self.algo,
-            "task": self.config.env.task,
-            "gate_mode": self.config.gate.mode,
-            "seed": self.cfg.seed,
-            "device": str(self.device),
-            "iterations_completed": self.iteration,
-            "iterations": self.cfg.iterations,
-            "interrupted": interrupted,
-            "wall_s": self.wall_s,
-            "final_eval": dict(self.last_eval),
-            "best_success_sim": None if self.best_iteration is None else self.best_success,
-            "best_iteration": self.best_iteration,
-            "target_success": self.cfg.target_success,
-            "time_to_target": self.time_to_target,
-            "totals": dict(self.totals),
-            "real_logs": None if self.real is None else self.real.report(),
-            "checkpoints": {
-                "last": str(self.run_dir.checkpoints / "last.pt"),
-                "best": str(self.run_dir.checkpoints / "best.pt") if self.best_iteration is not None else None,
-            },
-        }
+        from ast_robot.train.trainer import run_summary
+
+        return {"algo": self.algo, **run_summary(self, interrupted=interrupted)}
 
 
 def load_for_evaluation(checkpoint: str | Path, *, n_envs: int = 1, device: str = "cpu"):

@@ -507,32 +507,43 @@ class Trainer:
         self.time_to_target = state["time_to_target"]
 
     def summary(self, *, interrupted: bool) -> dict:
-        return {
-            "run_dir": str(self.run_dir.path),
-            "task": self.config.env.task,
-            "gate_mode": self.config.gate.mode,
-            "seed": self.cfg.seed,
-            "device": str(self.device),
-            "iterations_completed": self.iteration,
-            "iterations": self.cfg.iterations,
-            "interrupted": interrupted,
-            "wall_s": getattr(self, "wall_s", self.wall_offset_s),
-            "final_eval": dict(self.last_eval),
-            "best_success_sim": None if self.best_iteration is None else self.best_success,
-            "best_iteration": self.best_iteration,
-            "target_success": self.cfg.target_success,
-            "time_to_target": self.time_to_target,
-            "totals": dict(self.totals),
-            "real_logs": None if self.real is None else self.real.report(),
-            "checkpoints": {
-                "last": str(self.run_dir.checkpoints / "last.pt"),
-                "best": str(self.run_dir.checkpoints / "best.pt") if self.best_iteration is not None else None,
-                "best_policy": (
-                    str(self.run_dir.checkpoints / "best_policy.safetensors")
-                    if self.best_iteration is not None else None
-                ),
-            },
-        }
+        summary = run_summary(self, interrupted=interrupted)
+        summary["checkpoints"]["best_policy"] = (
+            str(self.run_dir.checkpoints / "best_policy.safetensors") if self.best_iteration is not None else None
+        )
+        return summary
+
+
+def run_summary(trainer, *, interrupted: bool) -> dict:
+    """Build the ``summary.json`` contents shared by the DAgger and RL trainers.
+
+    `trainer` has the attributes both trainers keep: run_dir, config, cfg (the train section),
+    device, iteration, wall_s, last_eval, best_iteration, best_success, time_to_target, totals
+    and real.
+    """
+    checkpoints = trainer.run_dir.checkpoints
+    return {
+        "run_dir": str(trainer.run_dir.path),
+        "task": trainer.config.env.task,
+        "gate_mode": trainer.config.gate.mode,
+        "seed": trainer.cfg.seed,
+        "device": str(trainer.device),
+        "iterations_completed": trainer.iteration,
+        "iterations": trainer.cfg.iterations,
+        "interrupted": interrupted,
+        "wall_s": getattr(trainer, "wall_s", trainer.wall_offset_s),
+        "final_eval": dict(trainer.last_eval),
+        "best_success_sim": None if trainer.best_iteration is None else trainer.best_success,
+        "best_iteration": trainer.best_iteration,
+        "target_success": trainer.cfg.target_success,
+        "time_to_target": trainer.time_to_target,
+        "totals": dict(trainer.totals),
+        "real_logs": None if trainer.real is None else trainer.real.report(),
+        "checkpoints": {
+            "last": str(checkpoints / "last.pt"),
+            "best": str(checkpoints / "best.pt") if trainer.best_iteration is not None else None,
+        },
+    }
 
 
 class ContextSource:
