@@ -29,7 +29,7 @@ The threshold starts at `initial_threshold`. When that is None (a warm start), t
 decided in mode ``on`` sets it to the score quantile that admits the target rate of that batch.
 That is the (1 - t) quantile without probes. With probe rate p it is the (1 - (t - p) / (1 - p))
 quantile, so rule openings plus probes make t. With temperature 0 and distinct scores the first batch then opens the target share
-up to rounding to whole items. A quantile of one score says nothing about the distribution, so a
+up to rounding to whole items. A quantile of one score carries no information about the distribution, so a
 one-item first decision keeps the fallback threshold 0.5 instead; either way the warm start is
 then done and the controller takes over. Without a warm start the controller starts from a fixed
 guess and needs many updates to reach the scores' real range, admitting far from the target

@@ -478,7 +478,7 @@ class GripperEnv(gymnasium.Env):
     def _check_blow_up(self, raw: np.ndarray) -> tuple[bool, bool]:
         """Return (unstable, nan_sensor) for the state after a step.
 
-        MuJoCo answers bad qpos, qvel or qacc (NaN, Inf or above 1e10) with a warning and
+        MuJoCo reacts to bad qpos, qvel or qacc (NaN, Inf or above 1e10) with a warning and
         `mj_resetData`, so the state looks fine afterwards and only the warning counters tell.
         Contact or constraint buffer overflows count as unstable too, because contacts were lost.
         """

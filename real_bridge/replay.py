@@ -175,7 +175,7 @@ def replay_logs(
         divergence_threshold: Error (normalized units, any dimension) that counts as diverged.
 
     Raises:
-        LogReadError: `path` does not exist or holds no recordings.
+        LogReadError: `path` does not exist or contains no recordings.
     """
     sources, problems = find_bags(path)
     report = ReplayReport([], list(problems), divergence_threshold)
@@ -495,7 +495,7 @@ def replay_in_sim(
         seed: Seed of the simulator resets.
 
     Raises:
-        LogReadError: `path` does not exist or holds no recordings, or holds no episodes.
+        LogReadError: `path` does not exist or contains no recordings or no episodes.
     """
     from ast_robot.envs import make_env
     from ast_robot.real_bridge.logs import load_episodes
